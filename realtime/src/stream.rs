@@ -1,0 +1,166 @@
+//! SSE responses for bus subscriptions.
+//!
+//! A stream starts with a `retry:` hint, then sends what the subscriber missed (or a
+//! `reset` event when that cannot be known), then live events. Ids never go backwards:
+//! a live event already sent from the history is skipped, so a resume has no overlap.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+
+use crate::bus::{BusEvent, EventId, Resume, Subscription};
+
+/// The name of the event that tells a client to reload the region from scratch.
+pub const RESET_EVENT: &str = "reset";
+
+/// Timing of a stream's housekeeping.
+#[derive(Clone, Debug)]
+pub struct StreamOptions {
+    /// How often an idle stream sends a `:` comment, so that proxies and browsers keep
+    /// the connection and a dead peer is noticed.
+    pub keep_alive: Duration,
+    /// The reconnect delay suggested to the browser with `retry:`.
+    pub retry: Duration,
+    /// Streams end when this turns true, so a shutting-down server is not held open
+    /// by idle streams; browsers reconnect (elsewhere) and resume by `Last-Event-ID`.
+    pub shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            keep_alive: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+            shutdown: None,
+        }
+    }
+}
+
+enum Phase {
+    Hint,
+    Backlog(VecDeque<Arc<BusEvent>>),
+    Live,
+    Done,
+}
+
+struct State<G> {
+    phase: Phase,
+    sub: Subscription,
+    last_sent: Option<EventId>,
+    retry: Duration,
+    shutdown: Option<watch::Receiver<bool>>,
+    /// Dropped when the client goes away: presence and open-stream counts hang on it.
+    _guard: G,
+}
+
+/// Turns a subscription into an SSE response. `guard` lives as long as the stream.
+pub fn sse_response<G: Send + 'static>(
+    sub: Subscription,
+    options: &StreamOptions,
+    guard: G,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
+    let stream = event_stream(sub, options, guard);
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(options.keep_alive).text(""))
+}
+
+/// The events of a subscription as SSE frames, without keep-alive.
+pub fn event_stream<G: Send + 'static>(
+    mut sub: Subscription,
+    options: &StreamOptions,
+    guard: G,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let resume = std::mem::replace(&mut sub.resume, Resume::Events(Vec::new()));
+    let backlog = match resume {
+        Resume::Events(events) => Some(VecDeque::from(events)),
+        Resume::Reset => None,
+    };
+    let state = State {
+        phase: Phase::Hint,
+        sub,
+        last_sent: None,
+        retry: options.retry,
+        shutdown: options.shutdown.clone(),
+        _guard: guard,
+    };
+
+    futures_util::stream::unfold((state, backlog), |(mut state, mut backlog)| async move {
+        let event = next_event(&mut state, &mut backlog).await?;
+        Some((Ok(event), (state, backlog)))
+    })
+}
+
+async fn next_event<G>(
+    state: &mut State<G>,
+    backlog: &mut Option<VecDeque<Arc<BusEvent>>>,
+) -> Option<Event> {
+    loop {
+        match &mut state.phase {
+            Phase::Hint => {
+                state.phase = match backlog.take() {
+                    Some(events) => Phase::Backlog(events),
+                    None => {
+                        state.phase = Phase::Done;
+                        return Some(reset_event(state.retry));
+                    }
+                };
+                return Some(Event::default().retry(state.retry).comment("hello"));
+            }
+            Phase::Backlog(events) => match events.pop_front() {
+                Some(event) => return Some(state.sent(&event)),
+                None => state.phase = Phase::Live,
+            },
+            Phase::Live => match next_live(&mut state.sub, &mut state.shutdown).await {
+                Ok(event) if state.last_sent.is_some_and(|last| event.id <= last) => continue,
+                Ok(event) => return Some(state.sent(&event)),
+                Err(RecvError::Lagged(missed)) => {
+                    // The queue is bounded so one slow reader cannot hold memory; it
+                    // starts over from the database instead.
+                    tracing::info!(topic = %state.sub.topic, missed, "slow subscriber reset");
+                    state.phase = Phase::Done;
+                    return Some(reset_event(state.retry));
+                }
+                Err(RecvError::Closed) => state.phase = Phase::Done,
+            },
+            Phase::Done => return None,
+        }
+    }
+}
+
+/// The next live event, or `Closed` once the server shuts down.
+async fn next_live(
+    sub: &mut Subscription,
+    shutdown: &mut Option<watch::Receiver<bool>>,
+) -> Result<Arc<BusEvent>, RecvError> {
+    let Some(shutdown) = shutdown else {
+        return sub.live.recv().await;
+    };
+    tokio::select! {
+        event = sub.live.recv() => event,
+        _ = shutdown.wait_for(|stopping| *stopping) => Err(RecvError::Closed),
+    }
+}
+
+impl<G> State<G> {
+    fn sent(&mut self, event: &BusEvent) -> Event {
+        self.last_sent = Some(event.id);
+        encode(event)
+    }
+}
+
+/// The SSE frame of a bus event.
+pub fn encode(event: &BusEvent) -> Event {
+    Event::default()
+        .id(event.id.to_string())
+        .event(&event.name)
+        .data(&event.data)
+}
+
+fn reset_event(retry: Duration) -> Event {
+    Event::default().event(RESET_EVENT).retry(retry).data("")
+}

@@ -1,0 +1,266 @@
+//! Building and running the application: state, router, listener, background tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::MatchedPath;
+use axum::http::Request;
+use realtime::{Bus, EventId, Presence, StreamOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::{accounts, assets, hello, mastodon, pages, posts, security};
+
+/// How long a shutdown waits for open connections before the process exits anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    /// Events of the posts sequence: the all-posts timeline and each user's mentions.
+    pub posts_bus: Arc<Bus>,
+    /// Events of the Mastodon mirror's change sequence.
+    pub statuses_bus: Arc<Bus>,
+    pub presence: Presence,
+    pub streams: StreamSlots,
+    /// Serializes "insert a post, then publish it", so ids reach the bus in order.
+    pub post_writer: Arc<tokio::sync::Mutex<()>>,
+    pub ingest: Arc<mastodon::ingest::IngestStatus>,
+    pub stream_options: StreamOptions,
+}
+
+/// Counts open SSE streams against the configured limit.
+#[derive(Clone, Default)]
+pub struct StreamSlots {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// An open stream's place; it frees itself when the stream ends.
+pub struct StreamSlot {
+    open: Arc<AtomicUsize>,
+}
+
+impl StreamSlots {
+    pub fn new(max: usize) -> Self {
+        StreamSlots {
+            open: Arc::default(),
+            max,
+        }
+    }
+
+    /// Takes a place for a new stream, or refuses when the server is full, so that a
+    /// flood of streams meets a clear 503 instead of running out of file descriptors.
+    pub fn acquire(&self) -> Result<StreamSlot, AppError> {
+        let taken = self.open.fetch_add(1, Ordering::AcqRel);
+        if taken >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(AppError::Unavailable(
+                "too many open streams; try again shortly",
+            ));
+        }
+        Ok(StreamSlot {
+            open: self.open.clone(),
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The whole app, for every route: each feature brings its own router.
+pub fn router(state: AppState) -> Router {
+    let session_layer = SessionManagerLayer::new(state.db.sessions.clone())
+        .with_name("switchyard_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::days(14),
+        ));
+
+    Router::new()
+        .merge(pages::router())
+        .merge(accounts::router())
+        .merge(posts::router())
+        .merge(mastodon::views::router())
+        .merge(hello::router())
+        .merge(assets::router())
+        .fallback(|| async { AppError::NotFound })
+        .layer(axum::middleware::from_fn(security::reject_cross_site_posts))
+        .layer(session_layer)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("-", MatchedPath::as_str);
+                tracing::info_span!("request", method = %request.method(), route)
+            }),
+        )
+        .with_state(state)
+}
+
+/// A built application: bound listener, state and background tasks.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Connects to the database, binds the listener and starts ingesting. Port 0 picks
+    /// a free port, which is how tests run many apps at once.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let db = Db::connect(&config.database_url, config.db_connections).await?;
+        let posts_head = posts::store::head(&db).await?;
+        let statuses_head = mastodon::store::head(&db).await?;
+        let (shutdown, _) = watch::channel(false);
+
+        let state = AppState {
+            posts_bus: Arc::new(Bus::new(
+                config.history,
+                config.client_queue,
+                EventId(posts_head),
+            )),
+            statuses_bus: Arc::new(Bus::new(
+                config.history,
+                config.client_queue,
+                EventId(statuses_head),
+            )),
+            presence: Presence::starting_at(crate::db::now_ms() as u64),
+            streams: StreamSlots::new(config.max_streams),
+            post_writer: Arc::default(),
+            ingest: Arc::default(),
+            stream_options: StreamOptions {
+                keep_alive: config.keep_alive(),
+                retry: Duration::from_secs(2),
+                shutdown: Some(shutdown.subscribe()),
+            },
+            config: Arc::new(config),
+            db,
+        };
+
+        let listener = TcpListener::bind(state.config.listen)
+            .await
+            .with_context(|| format!("listening on {}", state.config.listen))?;
+        Ok(Application {
+            listener,
+            state,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |addr| addr.port())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the process gets Ctrl-C or SIGTERM.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        spawn_background(&state, shutdown.subscribe());
+
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, url = format!("http://{addr}/"), "switchyard listening");
+
+        let app = router(state);
+        let (stopped_tx, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.await;
+            let _ = shutdown.send(true);
+            let _ = stopped_tx.send(());
+        });
+
+        // Streams end on shutdown by themselves; the deadline covers any connection
+        // that does not, so the process always exits.
+        tokio::select! {
+            result = serve => result.context("serving"),
+            () = async {
+                let _ = stopped.await;
+                tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+            } => {
+                tracing::warn!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "shutdown deadline passed");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) {
+    tokio::spawn(
+        state
+            .db
+            .sessions
+            .clone()
+            .delete_expired_every(Duration::from_secs(300)),
+    );
+
+    let presence = state.presence.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            presence.expire_leases();
+        }
+    });
+
+    if !state.config.no_ingest {
+        tokio::spawn(mastodon::ingest::run(state.clone(), shutdown));
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

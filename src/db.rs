@@ -1,0 +1,223 @@
+//! The database: SQLite by default, PostgreSQL when the URL says so.
+//!
+//! Queries go through one `AnyPool` with `$1` placeholders, which both databases
+//! accept, so every SQL text serves both. Migrations and the session store need the
+//! typed pool of the backend, which sits beside it on the same database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Any, AnyPool, Transaction};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The app's database handles.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+    pub sessions: Sessions,
+}
+
+pub type Tx = Transaction<'static, Any>;
+
+impl Db {
+    /// Connects, creating a missing SQLite file, and brings the schema up to date.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        install_default_drivers();
+
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url, max_connections).await
+        } else if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, max_connections).await
+        } else {
+            anyhow::bail!("DATABASE_URL must start with sqlite: or postgres://, got '{url}'")
+        }
+    }
+
+    async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("reading the SQLite URL '{url}'"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let typed = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening the SQLite database '{url}'"))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&typed)
+            .await
+            .context("migrating the SQLite database")?;
+
+        let store = SqliteStore::new(typed);
+        store
+            .migrate()
+            .await
+            .context("creating the session table")?;
+
+        // The file now exists and is in WAL mode, which persists in the file.
+        let pool = any_pool(url, max_connections).await?;
+        Ok(Db {
+            pool,
+            backend: Backend::Sqlite,
+            sessions: Sessions::Sqlite(store),
+        })
+    }
+
+    async fn connect_postgres(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        let typed: PgPool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&typed)
+            .await
+            .context("migrating the PostgreSQL database")?;
+
+        let store = PostgresStore::new(typed);
+        store
+            .migrate()
+            .await
+            .context("creating the session table")?;
+
+        let pool = any_pool(url, max_connections).await?;
+        Ok(Db {
+            pool,
+            backend: Backend::Postgres,
+            sessions: Sessions::Postgres(store),
+        })
+    }
+
+    pub async fn begin(&self) -> sqlx::Result<Tx> {
+        self.pool.begin().await
+    }
+
+    /// Takes the database-wide writer lock for a sequence inside `tx`.
+    ///
+    /// Cursors are row ids; a poller that has read id 7 never looks below it again, so
+    /// ids must become visible in increasing order. SQLite has one writer at a time
+    /// already; PostgreSQL hands out ids before commit, so writers of one sequence
+    /// queue on an advisory lock held until commit.
+    pub async fn lock_sequence(&self, tx: &mut Tx, key: i64) -> sqlx::Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(key)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn any_pool(url: &str, max_connections: u32) -> anyhow::Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to '{}'", redact(url)))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The session store of whichever database the app runs on, so sessions live beside
+/// the users and survive restarts and are shared by several instances.
+#[derive(Clone, Debug)]
+pub enum Sessions {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+#[async_trait::async_trait]
+impl SessionStore for Sessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match self {
+            Sessions::Sqlite(store) => store.create(record).await,
+            Sessions::Postgres(store) => store.create(record).await,
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match self {
+            Sessions::Sqlite(store) => store.save(record).await,
+            Sessions::Postgres(store) => store.save(record).await,
+        }
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match self {
+            Sessions::Sqlite(store) => store.load(id).await,
+            Sessions::Postgres(store) => store.load(id).await,
+        }
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        match self {
+            Sessions::Sqlite(store) => store.delete(id).await,
+            Sessions::Postgres(store) => store.delete(id).await,
+        }
+    }
+}
+
+impl Sessions {
+    /// Deletes expired sessions every `period` until the task is dropped.
+    pub async fn delete_expired_every(self, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let result = match &self {
+                Sessions::Sqlite(store) => store.delete_expired().await,
+                Sessions::Postgres(store) => store.delete_expired().await,
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "deleting expired sessions failed");
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("sqlite://switchyard.db"), "sqlite://switchyard.db");
+    }
+}

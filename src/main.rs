@@ -1,0 +1,25 @@
+use clap::Parser;
+use switchyard::config::{Cli, Command, LogFormat};
+use switchyard::{Application, mastodon};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.config.log_format);
+
+    match cli.command {
+        None | Some(Command::Serve) => Application::build(cli.config).await?.run().await,
+        Some(Command::Record(args)) => mastodon::record::run(&cli.config, &args).await,
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

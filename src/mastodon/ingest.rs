@@ -1,0 +1,172 @@
+//! The ingest loop: messages from a source are stored, then published to live views.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use realtime::{BusEvent, EventId, Topic};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::source::{AccessToken, LiveSource, ReplaySource};
+use super::status::StreamMessage;
+use super::store::{self, Change, StoredStatus};
+use super::views;
+use crate::app::AppState;
+use crate::db::now_ms;
+
+/// The sample recording that plays when no instance is configured.
+pub const BUNDLED_REPLAY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mastodon-sample.sse");
+
+/// Prune old statuses after this many inserts, not after each one.
+const PRUNE_EVERY: u64 = 50;
+
+/// What the ingest loop has done, for the pages and metrics.
+#[derive(Default, Debug)]
+pub struct IngestStatus {
+    pub received: AtomicU64,
+    pub stored: AtomicU64,
+    pub reconnects: Arc<AtomicU64>,
+    /// `replay <file>`, `live <instance>`, or the error that stopped the source.
+    pub source: Mutex<String>,
+}
+
+impl IngestStatus {
+    pub fn describe(&self) -> String {
+        self.source.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set_source(&self, text: String) {
+        if let Ok(mut source) = self.source.lock() {
+            *source = text;
+        }
+    }
+}
+
+/// The topic of rendered status changes.
+pub fn statuses_topic() -> Topic {
+    Topic::new("statuses")
+}
+
+/// The topic of raw changes, as JSON, for the firehose page.
+pub fn firehose_topic() -> Topic {
+    Topic::new("firehose")
+}
+
+/// Runs the configured source and applies its messages until shutdown.
+pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
+    let (tx, mut rx) = mpsc::channel::<StreamMessage>(256);
+    let config = state.config.clone();
+    let status = state.ingest.clone();
+
+    let source = match &config.mastodon_instance {
+        Some(instance) => {
+            let mut live = LiveSource::new(
+                instance.clone(),
+                config.mastodon_token.clone().map(AccessToken::new),
+            );
+            live.reconnects = status.reconnects.clone();
+            status.set_source(format!("live {instance}"));
+            tokio::spawn(live.run(tx, shutdown.clone()))
+        }
+        None => {
+            let path = config
+                .replay_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(BUNDLED_REPLAY));
+            status.set_source(format!("replay {}", path.display()));
+            let replay = ReplaySource {
+                path,
+                rate_per_sec: config.replay_rate,
+                looping: !config.replay_once,
+            };
+            tokio::spawn(replay.run(tx, shutdown.clone()))
+        }
+    };
+    tracing::info!(source = status.describe(), "ingest started");
+
+    let span = tracing::info_span!("ingest");
+    async {
+        let mut inserts = 0u64;
+        while let Some(message) = rx.recv().await {
+            status.received.fetch_add(1, Ordering::Relaxed);
+            match apply(&state, message).await {
+                Ok(Some(change)) => {
+                    status.stored.fetch_add(1, Ordering::Relaxed);
+                    if change.first_seq == change.seq {
+                        inserts += 1;
+                        if inserts % PRUNE_EVERY == 0 {
+                            prune(&state).await;
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "storing a status failed"),
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+
+    // The channel closed: the source ended or failed.
+    match source.await {
+        Ok(Ok(())) => tracing::info!("ingest source finished"),
+        Ok(Err(error)) => {
+            tracing::error!(error = format!("{error:#}"), "ingest source stopped");
+            status.set_source(format!("stopped: {error:#}"));
+        }
+        Err(error) => tracing::error!(%error, "ingest source task failed"),
+    }
+}
+
+/// Stores one message and publishes the change it made, if any.
+pub async fn apply(state: &AppState, message: StreamMessage) -> sqlx::Result<Option<Change>> {
+    let (change, kind) = match &message {
+        StreamMessage::Update(status) => (
+            store::insert(&state.db, &StoredStatus::from_status(status)).await?,
+            "update",
+        ),
+        StreamMessage::StatusUpdate(status) => (
+            store::update(&state.db, &StoredStatus::from_status(status)).await?,
+            "status.update",
+        ),
+        StreamMessage::Delete(id) => (store::delete(&state.db, id).await?, "delete"),
+        StreamMessage::Heartbeat => return Ok(None),
+    };
+    if let Some(change) = &change {
+        publish(state, change, kind);
+    }
+    Ok(change)
+}
+
+fn publish(state: &AppState, change: &Change, kind: &str) {
+    let published_ms = now_ms() as u64;
+    let id = EventId(change.seq);
+    state.statuses_bus.publish(
+        &statuses_topic(),
+        BusEvent {
+            id,
+            name: "item".into(),
+            data: views::change_fragment(change, change.seq - 1).into_string(),
+            published_ms,
+        },
+    );
+    state.statuses_bus.publish(
+        &firehose_topic(),
+        BusEvent {
+            id,
+            name: kind.to_owned(),
+            data: views::firehose_json(change, kind),
+            published_ms,
+        },
+    );
+}
+
+async fn prune(state: &AppState) {
+    match store::prune(&state.db, state.config.retention).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::debug!(removed, "old statuses pruned"),
+        Err(error) => tracing::warn!(%error, "pruning statuses failed"),
+    }
+}
