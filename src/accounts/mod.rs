@@ -117,10 +117,10 @@ fn check_sign_up(email: &str, handle: &str, password: &Password) -> Result<(), S
     if !handle_ok {
         return Err("A handle is 3 to 30 letters, digits or underscores.".into());
     }
-    if password.len() < 8 {
+    if password.chars() < 8 {
         return Err("Use a password of at least 8 characters.".into());
     }
-    if password.len() > 1024 {
+    if password.chars() > 1024 {
         return Err("That password is too long (1024 characters at most).".into());
     }
     Ok(())

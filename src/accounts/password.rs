@@ -15,7 +15,7 @@ impl Password {
         Password(text)
     }
 
-    pub fn len(&self) -> usize {
+    pub fn chars(&self) -> usize {
         self.0.chars().count()
     }
 }

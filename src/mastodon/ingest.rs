@@ -96,7 +96,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
                     status.stored.fetch_add(1, Ordering::Relaxed);
                     if change.first_seq == change.seq {
                         inserts += 1;
-                        if inserts % PRUNE_EVERY == 0 {
+                        if inserts.is_multiple_of(PRUNE_EVERY) {
                             prune(&state).await;
                         }
                     }
