@@ -22,7 +22,11 @@ async fn sign_up_logs_in_and_refuses_duplicates(backend: Backend) {
     let taken = |email: &'static str, handle: &'static str| {
         let again = again.clone();
         async move {
-            let form = [("email", email), ("handle", handle), ("password", "long enough pw")];
+            let form = [
+                ("email", email),
+                ("handle", handle),
+                ("password", "long enough pw"),
+            ];
             let response = again.post_form("/accounts/signup", &form).await;
             (response.status().as_u16(), response.text().await.unwrap())
         }
@@ -34,15 +38,34 @@ async fn sign_up_logs_in_and_refuses_duplicates(backend: Backend) {
     let (status, page) = taken("new@example.com", "Ada").await;
     assert_eq!(status, 422);
     assert!(page.contains("The handle @ada is taken"), "{page}");
-    assert!(page.contains(r#"value="new@example.com""#), "the form keeps what was typed");
+    assert!(
+        page.contains(r#"value="new@example.com""#),
+        "the form keeps what was typed"
+    );
 
-    let short = [("email", "x@example.com"), ("handle", "xavier"), ("password", "short")];
+    let short = [
+        ("email", "x@example.com"),
+        ("handle", "xavier"),
+        ("password", "short"),
+    ];
     let response = again.post_form("/accounts/signup", &short).await;
     assert_eq!(response.status(), 422);
-    assert!(response.text().await.unwrap().contains("at least 8 characters"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("at least 8 characters")
+    );
 
-    let garbage = again.post_form("/accounts/signup", &[("nonsense", "1")]).await;
-    assert_eq!(garbage.status(), 422, "missing fields are a form error, not a 500");
+    let garbage = again
+        .post_form("/accounts/signup", &[("nonsense", "1")])
+        .await;
+    assert_eq!(
+        garbage.status(),
+        422,
+        "missing fields are a form error, not a 500"
+    );
 }
 
 async fn log_in_checks_credentials_and_rotates_the_session(backend: Backend) {
@@ -50,9 +73,15 @@ async fn log_in_checks_credentials_and_rotates_the_session(backend: Backend) {
     app.user("ada").await;
 
     let visitor = app.client();
-    for (login, password) in [("ada", "wrong password"), ("nobody", "correct horse battery")] {
+    for (login, password) in [
+        ("ada", "wrong password"),
+        ("nobody", "correct horse battery"),
+    ] {
         let response = visitor
-            .post_form("/accounts/login", &[("login", login), ("password", password)])
+            .post_form(
+                "/accounts/login",
+                &[("login", login), ("password", password)],
+            )
             .await;
         assert_eq!(response.status(), 422);
         let page = response.text().await.unwrap();
@@ -63,11 +92,20 @@ async fn log_in_checks_credentials_and_rotates_the_session(backend: Backend) {
     let before = visitor.get("/").await;
     let planted = session_cookie(&before);
     let response = visitor
-        .post_form("/accounts/login", &[("login", "ADA@example.com"), ("password", "correct horse battery")])
+        .post_form(
+            "/accounts/login",
+            &[
+                ("login", "ADA@example.com"),
+                ("password", "correct horse battery"),
+            ],
+        )
         .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/posts/lobby/");
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     if let Some(planted) = planted {
@@ -77,7 +115,10 @@ async fn log_in_checks_credentials_and_rotates_the_session(backend: Backend) {
 
     let by_handle = app.client();
     let response = by_handle
-        .post_form("/accounts/login", &[("login", "@ada"), ("password", "correct horse battery")])
+        .post_form(
+            "/accounts/login",
+            &[("login", "@ada"), ("password", "correct horse battery")],
+        )
         .await;
     assert_eq!(response.status(), 303, "the handle works as a log-in name");
 }
@@ -95,7 +136,11 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
 async fn log_out_deletes_the_session(backend: Backend) {
     let app = TestApp::start(backend).await;
     let visitor = app.client();
-    let form = [("email", "ada@example.com"), ("handle", "ada"), ("password", "correct horse battery")];
+    let form = [
+        ("email", "ada@example.com"),
+        ("handle", "ada"),
+        ("password", "correct horse battery"),
+    ];
     let response = visitor.post_form("/accounts/signup", &form).await;
     let cookie = session_cookie(&response).expect("session cookie");
 
@@ -128,7 +173,11 @@ async fn sessions_survive_a_restart(backend: Backend) {
     };
     // The cookie jar is keyed by host, and both apps live on 127.0.0.1.
     let lobby = ada.get("/posts/lobby/").await;
-    assert_eq!(lobby.status(), 200, "the stored session outlived the process");
+    assert_eq!(
+        lobby.status(),
+        200,
+        "the stored session outlived the process"
+    );
 }
 
 async fn cross_site_posts_are_refused(backend: Backend) {

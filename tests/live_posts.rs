@@ -36,15 +36,27 @@ async fn mention_reaches_every_tab_over_sse(backend: Backend) {
         let first = tab.next_event(WAIT).await.expect("first mention");
         let second = tab.next_event(WAIT).await.expect("second mention");
         assert_eq!(first.event, "item");
-        assert!(first.data.contains("hello <span class=\"mention\">@bob</span>"), "{first:?}");
+        assert!(
+            first
+                .data
+                .contains("hello <span class=\"mention\">@bob</span>"),
+            "{first:?}"
+        );
         assert!(second.data.contains("@bob@example.com"), "{second:?}");
         let ids: Vec<u64> = [&first, &second]
             .iter()
             .map(|f| f.id.as_deref().unwrap().parse().unwrap())
             .collect();
         assert!(ids[0] < ids[1], "ids increase: {ids:?}");
-        assert_eq!(post_ids(&first.data), [ids[0]], "event id is the item's cursor");
-        assert!(tab.next_event(Duration::from_millis(300)).await.is_none(), "no extra");
+        assert_eq!(
+            post_ids(&first.data),
+            [ids[0]],
+            "event id is the item's cursor"
+        );
+        assert!(
+            tab.next_event(Duration::from_millis(300)).await.is_none(),
+            "no extra"
+        );
     }
 }
 
@@ -66,7 +78,10 @@ async fn polling_answers_new_items_then_204(backend: Backend) {
     let ids = post_ids(&html);
     assert_eq!(ids.len(), 2, "{html}");
     assert!(ids[0] > ids[1], "newest first for afterbegin: {ids:?}");
-    assert!(html.contains(r#"hx-swap-oob="true""#), "control swapped out of band: {html}");
+    assert!(
+        html.contains(r#"hx-swap-oob="true""#),
+        "control swapped out of band: {html}"
+    );
     let next = control_cursor(&html, "lobby");
     assert_eq!(next, ids[0]);
 
@@ -75,7 +90,9 @@ async fn polling_answers_new_items_then_204(backend: Backend) {
 
     // The timeline shows everyone's posts and is public.
     let anonymous = app.client();
-    let all = anonymous.get(&format!("/posts/all/poll?after={cursor}")).await;
+    let all = anonymous
+        .get(&format!("/posts/all/poll?after={cursor}"))
+        .await;
     assert_eq!(post_ids(&all.text().await.unwrap()).len(), 2);
 }
 
@@ -85,7 +102,9 @@ async fn last_event_id_resumes_exactly(backend: Backend) {
     let bob = app.user("bob").await;
     let cursor = control_cursor(&bob.text("/posts/lobby/").await, "lobby");
 
-    let mut stream = bob.stream(&format!("/posts/lobby/stream?after={cursor}"), None).await;
+    let mut stream = bob
+        .stream(&format!("/posts/lobby/stream?after={cursor}"), None)
+        .await;
     ada.post("first @bob").await;
     let seen = stream.next_event(WAIT).await.expect("first");
     drop(stream);
@@ -106,7 +125,12 @@ async fn last_event_id_resumes_exactly(backend: Backend) {
     ada.post("fourth @bob").await;
     let live = resumed.next_event(WAIT).await.expect("live after backlog");
     assert!(live.data.contains("fourth"));
-    assert!(resumed.next_event(Duration::from_millis(300)).await.is_none());
+    assert!(
+        resumed
+            .next_event(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
 }
 
 async fn unusable_resume_points_get_a_reset(backend: Backend) {
@@ -125,7 +149,12 @@ async fn unusable_resume_points_get_a_reset(backend: Backend) {
         let mut stream = bob.stream("/posts/lobby/stream", Some(bad)).await;
         let frame = stream.next_event(WAIT).await.expect("reset");
         assert_eq!(frame.event, "reset", "Last-Event-ID {bad}");
-        assert!(stream.next_event(Duration::from_millis(300)).await.is_none());
+        assert!(
+            stream
+                .next_event(Duration::from_millis(300))
+                .await
+                .is_none()
+        );
     }
 
     // A poller whose cursor is from the future is told to reload the region.
@@ -146,7 +175,9 @@ async fn switching_transport_continues_without_gap(backend: Backend) {
 
     for round in 0..3 {
         // SSE leg, started from the cursor polling reached.
-        let mut stream = bob.stream(&format!("/posts/lobby/stream?after={cursor}"), None).await;
+        let mut stream = bob
+            .stream(&format!("/posts/lobby/stream?after={cursor}"), None)
+            .await;
         ada.post(&format!("sse {round} a @bob")).await;
         ada.post(&format!("sse {round} b @bob")).await;
         for _ in 0..2 {
@@ -158,12 +189,22 @@ async fn switching_transport_continues_without_gap(backend: Backend) {
         drop(stream);
         ada.post(&format!("between {round} @bob")).await;
 
-        let control = bob.text(&format!("/posts/lobby/control?after={cursor}")).await;
-        assert!(control.contains("sse-connect"), "cookie still says SSE: {control}");
+        let control = bob
+            .text(&format!("/posts/lobby/control?after={cursor}"))
+            .await;
+        assert!(
+            control.contains("sse-connect"),
+            "cookie still says SSE: {control}"
+        );
         let switched = bob.post_form("/transport", &[("transport", "poll")]).await;
         assert_eq!(switched.status(), 303);
-        let control = bob.text(&format!("/posts/lobby/control?after={cursor}")).await;
-        assert!(control.contains(&format!("/posts/lobby/poll?after={cursor}")), "{control}");
+        let control = bob
+            .text(&format!("/posts/lobby/control?after={cursor}"))
+            .await;
+        assert!(
+            control.contains(&format!("/posts/lobby/poll?after={cursor}")),
+            "{control}"
+        );
 
         ada.post(&format!("poll {round} @bob")).await;
         let answer = bob.get(&format!("/posts/lobby/poll?after={cursor}")).await;
@@ -187,7 +228,10 @@ async fn presence_follows_the_last_tab(backend: Backend) {
     let ada = app.user("ada").await;
     let bob = app.user("bob").await;
     let online = |client: support::Client| async move {
-        client.text("/posts/presence/region").await.contains(r#"data-handle="bob""#)
+        client
+            .text("/posts/presence/region")
+            .await
+            .contains(r#"data-handle="bob""#)
     };
     assert!(!online(ada.clone()).await, "bob has no open stream yet");
 
@@ -206,8 +250,14 @@ async fn presence_follows_the_last_tab(backend: Backend) {
 
     drop(tab2);
     let offline = watch.next_event(WAIT).await.expect("presence change");
-    assert!(!offline.data.contains(r#"data-handle="bob""#), "{offline:?}");
-    assert!(offline.data.contains(r#"data-handle="ada""#), "ada's own stream counts");
+    assert!(
+        !offline.data.contains(r#"data-handle="bob""#),
+        "{offline:?}"
+    );
+    assert!(
+        offline.data.contains(r#"data-handle="ada""#),
+        "ada's own stream counts"
+    );
 }
 
 async fn posts_are_checked_and_bad_cursors_refused(backend: Backend) {
@@ -218,7 +268,10 @@ async fn posts_are_checked_and_bad_cursors_refused(backend: Backend) {
     let refused = ada.post_form("/posts/create/", &[("body", &long)]).await;
     assert_eq!(refused.status(), 422);
     let page = refused.text().await.unwrap();
-    assert!(page.contains("at most 500 characters; this one has 501"), "{page}");
+    assert!(
+        page.contains("at most 500 characters; this one has 501"),
+        "{page}"
+    );
     assert!(page.contains(&long), "the text is kept for editing");
 
     let empty = ada.post_form("/posts/create/", &[("body", "   ")]).await;
@@ -231,6 +284,8 @@ async fn posts_are_checked_and_bad_cursors_refused(backend: Backend) {
     let anonymous = app.client();
     let lobby = anonymous.get("/posts/lobby/").await;
     assert_eq!(lobby.status(), 303, "the lobby needs a login");
-    let posting = anonymous.post_form("/posts/create/", &[("body", "hi")]).await;
+    let posting = anonymous
+        .post_form("/posts/create/", &[("body", "hi")])
+        .await;
     assert_eq!(posting.status(), 303);
 }

@@ -14,13 +14,10 @@ on_both_databases!(replayed_changes_reach_both_transports);
 /// A status as Mastodon sends it; `extra` holds further fields, such as a content
 /// warning or an edit time.
 fn status(id: &str, content: &str, extra: &str) -> String {
-    format!(
-        r#"{{"id":"{id}","created_at":"2026-01-02T03:04:05.000Z","#
-    ) + &format!(
-        r#""uri":"https://example.com/s/{id}","url":"https://example.com/@ann/{id}","#
-    ) + &format!(
-        r#""content":"{content}","visibility":"public","language":"en","#
-    ) + r#""account":{"id":"1","username":"ann","acct":"ann@example.com","#
+    format!(r#"{{"id":"{id}","created_at":"2026-01-02T03:04:05.000Z","#)
+        + &format!(r#""uri":"https://example.com/s/{id}","url":"https://example.com/@ann/{id}","#)
+        + &format!(r#""content":"{content}","visibility":"public","language":"en","#)
+        + r#""account":{"id":"1","username":"ann","acct":"ann@example.com","#
         + r#""display_name":"Ann","url":"https://example.com/@ann","avatar":""},"#
         + r#""media_attachments":[],"mentions":[],"tags":[],"emojis":[]"#
         + extra
@@ -32,15 +29,29 @@ fn recording() -> String {
     let mut event = |name: &str, data: &str| {
         wire.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     };
-    event("update", &status("1001", "<p>first <script>alert(1)</script></p>", ""));
-    event("update", &status("1002", "<p onclick=\\\"x()\\\">second</p>", ""));
     event(
         "update",
-        &status("1003", "<p>third</p>", r#","sensitive":true,"spoiler_text":"spoilers""#),
+        &status("1001", "<p>first <script>alert(1)</script></p>", ""),
+    );
+    event(
+        "update",
+        &status("1002", "<p onclick=\\\"x()\\\">second</p>", ""),
+    );
+    event(
+        "update",
+        &status(
+            "1003",
+            "<p>third</p>",
+            r#","sensitive":true,"spoiler_text":"spoilers""#,
+        ),
     );
     event(
         "status.update",
-        &status("1001", "<p>first, edited</p>", r#","edited_at":"2026-01-02T03:05:00.000Z""#),
+        &status(
+            "1001",
+            "<p>first, edited</p>",
+            r#","edited_at":"2026-01-02T03:05:00.000Z""#,
+        ),
     );
     event("delete", "1002");
     wire.push_str(":thump\n");
@@ -62,29 +73,56 @@ async fn replayed_changes_reach_both_transports(backend: Backend) {
     let visitor = app.client();
 
     // From cursor 0 the stream sends what was published before it connected, then live.
-    let mut stream = visitor.stream("/realtime/content/stream/?after=0", None).await;
+    let mut stream = visitor
+        .stream("/realtime/content/stream/?after=0", None)
+        .await;
     let mut frames = Vec::new();
     while frames.len() < 5 {
-        let frame = stream.next_event(WAIT).await.expect("a change of the mirror");
+        let frame = stream
+            .next_event(WAIT)
+            .await
+            .expect("a change of the mirror");
         frames.push(frame);
     }
-    let ids: Vec<u64> = frames.iter().map(|f| f.id.as_ref().unwrap().parse().unwrap()).collect();
+    let ids: Vec<u64> = frames
+        .iter()
+        .map(|f| f.id.as_ref().unwrap().parse().unwrap())
+        .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5], "one cursor per change");
     assert!(frames[0].data.contains("first"));
-    assert!(frames[2].data.contains("<details class=\"cw\"><summary>CW: spoilers"));
-    assert!(frames[3].data.contains(r#"hx-swap-oob="true""#), "edit replaces in place");
+    assert!(
+        frames[2]
+            .data
+            .contains("<details class=\"cw\"><summary>CW: spoilers")
+    );
+    assert!(
+        frames[3].data.contains(r#"hx-swap-oob="true""#),
+        "edit replaces in place"
+    );
     assert!(frames[3].data.contains("first, edited") && frames[3].data.contains("(edited)"));
-    assert!(frames[4].data.contains(r#"hx-swap-oob="delete""#), "delete removes");
+    assert!(
+        frames[4].data.contains(r#"hx-swap-oob="delete""#),
+        "delete removes"
+    );
     for frame in &frames {
-        assert!(!frame.data.contains("<script") && !frame.data.contains("onclick"), "{frame:?}");
+        assert!(
+            !frame.data.contains("<script") && !frame.data.contains("onclick"),
+            "{frame:?}"
+        );
     }
 
     // A poller that had seen the first three statuses gets the edit and the delete.
     let answer = visitor.get("/posts/content/poll?after=3").await;
     assert_eq!(answer.status(), 200);
     let html = answer.text().await.unwrap();
-    assert!(html.contains("first, edited") && html.contains(r#"hx-swap-oob="delete""#), "{html}");
-    assert_eq!(visitor.get("/posts/content/poll?after=5").await.status(), 204);
+    assert!(
+        html.contains("first, edited") && html.contains(r#"hx-swap-oob="delete""#),
+        "{html}"
+    );
+    assert_eq!(
+        visitor.get("/posts/content/poll?after=5").await.status(),
+        204
+    );
 
     // A fresh page shows what is left: the edit, not the deleted one.
     let page = visitor.text("/posts/content/").await;
@@ -92,7 +130,12 @@ async fn replayed_changes_reach_both_transports(backend: Backend) {
     assert!(!page.contains("second"), "deleted statuses are gone");
     assert!(!page.contains("alert(1)"), "sanitized before it was stored");
 
-    let firehose = visitor.get("/firehose/poll?after=0").await.text().await.unwrap();
+    let firehose = visitor
+        .get("/firehose/poll?after=0")
+        .await
+        .text()
+        .await
+        .unwrap();
     let json: serde_json::Value = serde_json::from_str(&firehose).unwrap();
     assert_eq!(json["cursor"], 5);
     let kinds: Vec<&str> = json["events"]
@@ -119,11 +162,22 @@ async fn bundled_replay_plays_by_default() {
     eventually(WAIT, "100 stored statuses", || {
         let state = state.clone();
         async move {
-            state.ingest.stored.load(std::sync::atomic::Ordering::Relaxed) >= 100
+            state
+                .ingest
+                .stored
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 100
         }
     })
     .await;
     let page = app.client().text("/posts/content/").await;
-    assert_eq!(page.matches("class=\"item status\"").count(), 50, "a page of statuses");
-    assert!(page.contains("mastodon-sample.sse"), "the page says where statuses come from");
+    assert_eq!(
+        page.matches("class=\"item status\"").count(),
+        50,
+        "a page of statuses"
+    );
+    assert!(
+        page.contains("mastodon-sample.sse"),
+        "the page says where statuses come from"
+    );
 }

@@ -19,6 +19,23 @@ use crate::db::now_ms;
 /// The sample recording that plays when no instance is configured.
 pub const BUNDLED_REPLAY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mastodon-sample.sse");
 
+/// The same recording inside the binary, for a binary run away from its source tree.
+const BUNDLED_BYTES: &[u8] = include_bytes!("../../data/mastodon-sample.sse");
+
+/// The bundled recording's path: the source tree's copy, or the embedded one written
+/// to the temporary folder when the binary runs elsewhere.
+fn bundled_replay() -> std::io::Result<PathBuf> {
+    let in_tree = PathBuf::from(BUNDLED_REPLAY);
+    if in_tree.is_file() {
+        return Ok(in_tree);
+    }
+    let copy = std::env::temp_dir().join("switchyard-mastodon-sample.sse");
+    if std::fs::metadata(&copy).map(|m| m.len()).ok() != Some(BUNDLED_BYTES.len() as u64) {
+        std::fs::write(&copy, BUNDLED_BYTES)?;
+    }
+    Ok(copy)
+}
+
 /// Prune old statuses after this many inserts, not after each one.
 const PRUNE_EVERY: u64 = 50;
 
@@ -71,10 +88,17 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
             tokio::spawn(live.run(tx, shutdown.clone()))
         }
         None => {
-            let path = config
-                .replay_file
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(BUNDLED_REPLAY));
+            let path = match config.replay_file.clone() {
+                Some(path) => path,
+                None => match bundled_replay() {
+                    Ok(path) => path,
+                    Err(error) => {
+                        tracing::error!(%error, "writing out the bundled recording failed");
+                        status.set_source(format!("stopped: {error}"));
+                        return;
+                    }
+                },
+            };
             status.set_source(format!("replay {}", path.display()));
             let replay = ReplaySource {
                 path,

@@ -101,7 +101,9 @@ impl Drop for TestDb {
         // database so no test leaves one behind.
         let admin = postgres_admin_url();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async {
                     let mut conn = connect_admin(&admin).await;
@@ -242,7 +244,11 @@ impl Client {
 
     pub async fn text(&self, path: &str) -> String {
         let response = self.get(path).await;
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.text().await.expect("body")
     }
 
@@ -273,7 +279,8 @@ impl Client {
         let response = request.send().await.expect("stream request");
         assert_eq!(response.status(), 200, "stream {path}");
         assert_eq!(
-            response.headers()["content-type"], "text/event-stream",
+            response.headers()["content-type"],
+            "text/event-stream",
             "stream {path} content type"
         );
         SseClient::new(response.bytes_stream().boxed())
@@ -283,7 +290,9 @@ impl Client {
 /// The `data-cursor` of a region's control in a page.
 pub fn control_cursor(page: &str, region: &str) -> u64 {
     let id = format!(r#"id="{region}-ctl""#);
-    let at = page.find(&id).unwrap_or_else(|| panic!("no {region} control in page"));
+    let at = page
+        .find(&id)
+        .unwrap_or_else(|| panic!("no {region} control in page"));
     let rest = &page[at..];
     let key = r#"data-cursor=""#;
     let start = rest.find(key).expect("data-cursor") + key.len();
@@ -312,7 +321,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -51,7 +51,9 @@ impl SseClient {
             if let Some(frame) = self.take_frame() {
                 return Some(frame);
             }
-            let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??;
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .ok()??;
             // Byte by byte, as a worst-case network would deliver it.
             self.buffer.extend_from_slice(&chunk.ok()?);
         }
