@@ -156,6 +156,14 @@ impl Region {
     }
 }
 
+/// The `after` cursor a poll or control request must carry.
+pub fn required_cursor(query: &PollQuery) -> Result<Cursor, AppError> {
+    query
+        .cursor()
+        .map_err(|e| AppError::BadInput(e.to_string()))?
+        .ok_or_else(|| AppError::BadInput("add ?after=<cursor> to the address".into()))
+}
+
 /// Subscribes an SSE client where it left off: the `Last-Event-ID` its browser sends on
 /// reconnect wins over the `?after=` cursor the page was rendered with. An id that is
 /// not a number cannot be resumed from, so it gets a reset.

@@ -190,7 +190,7 @@ async fn content_control(
     transport: Chosen,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Markup> {
-    let after = required_cursor(&query)?;
+    let after = live::required_cursor(&query)?;
     Ok(CONTENT.control(ControlSpec {
         transport: transport.0,
         cursor: after,
@@ -203,7 +203,7 @@ async fn poll_content(
     State(state): State<AppState>,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
-    let after = required_cursor(&query)?;
+    let after = live::required_cursor(&query)?;
     let head = store::head(&state.db).await?;
     let changes = if after.0 < head {
         store::changes_between(&state.db, after.0, head, PAGE + 1).await?
@@ -301,11 +301,4 @@ async fn poll_firehose(
     let cursor = changes.last().map_or(head, |c| c.seq);
     let body = format!("{{\"cursor\":{cursor},\"events\":[{}]}}", events.join(","));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-fn required_cursor(query: &PollQuery) -> AppResult<Cursor> {
-    query
-        .cursor()
-        .map_err(|e| AppError::BadInput(e.to_string()))?
-        .ok_or_else(|| AppError::BadInput("add ?after=<cursor> to the address".into()))
 }

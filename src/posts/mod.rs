@@ -19,7 +19,7 @@ use tracing::instrument;
 use crate::accounts::{self, CurrentUser, MaybeUser, User};
 use crate::app::AppState;
 use crate::db::now_ms;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::live::{self, Chosen, ControlSpec, Region, StreamGuard, Transport};
 use crate::pages::{Frame, layout};
 use store::PostRow;
@@ -132,7 +132,7 @@ impl Feed {
 
     /// New posts after the client's cursor, or 204.
     async fn poll(self, state: &AppState, query: &PollQuery) -> AppResult<Response> {
-        let after = required_cursor(query)?;
+        let after = live::required_cursor(query)?;
         let head = store::head(&state.db).await?;
         if after.0 > head {
             // A cursor from the future (another database, a reset one): start over.
@@ -179,7 +179,7 @@ impl Feed {
         transport: Transport,
         query: &PollQuery,
     ) -> AppResult<Markup> {
-        let after = required_cursor(query)?;
+        let after = live::required_cursor(query)?;
         Ok(self.region().control(spec(state, transport, after.0)))
     }
 }
@@ -198,13 +198,6 @@ fn spec(state: &AppState, transport: Transport, cursor: u64) -> ControlSpec {
         cursor: Cursor(cursor),
         every: state.config.poll_interval(),
     }
-}
-
-fn required_cursor(query: &PollQuery) -> AppResult<Cursor> {
-    query
-        .cursor()
-        .map_err(|e| AppError::BadInput(e.to_string()))?
-        .ok_or_else(|| AppError::BadInput("add ?after=<cursor> to the address".into()))
 }
 
 fn reset(region: &Region, markup: Markup) -> Response {
@@ -362,7 +355,7 @@ async fn presence_control(
     transport: Chosen,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Markup> {
-    let after = required_cursor(&query)?;
+    let after = live::required_cursor(&query)?;
     Ok(PRESENCE.control(spec(&state, transport.0, after.0)))
 }
 
@@ -372,7 +365,7 @@ async fn poll_presence(
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
     touch_presence(&state, &user);
-    let after = required_cursor(&query)?;
+    let after = live::required_cursor(&query)?;
     let version = state.presence.version();
     let answer = if after.0 == version {
         Answer::NothingNew
