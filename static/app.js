@@ -41,6 +41,9 @@
     }
   });
 
+  // Every open EventSource of the page, for closing them when the page is left.
+  var sources = [];
+
   // When the extension opens a new EventSource after a hard failure, it reuses the
   // address the page was rendered with; continue from the newest cursor instead.
   htmx.createEventSource = function (url) {
@@ -48,8 +51,22 @@
     if (ctl && ctl.dataset.cursor) {
       url = url.replace(/([?&]after=)\d*/, '$1' + ctl.dataset.cursor);
     }
-    return new EventSource(url);
+    var source = new EventSource(url);
+    sources = sources.filter(function (s) { return s.readyState !== EventSource.CLOSED; });
+    sources.push(source);
+    return source;
   };
+
+  // A page left for another may stay in the back/forward cache with its streams open,
+  // holding the server's slots, the user's presence and the browser's few connections
+  // per host. Close them on leaving; on coming back, reload the regions.
+  window.addEventListener('pagehide', function () {
+    sources.forEach(function (source) { source.close(); });
+    sources = [];
+  });
+  window.addEventListener('pageshow', function (evt) {
+    if (evt.persisted) document.querySelectorAll('[data-live]').forEach(reloadRegion);
+  });
 
   document.body.addEventListener('htmx:sseOpen', function (evt) {
     var region = regionOf(evt.target);

@@ -120,7 +120,9 @@ impl Driver {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!("chromedriver at {status} did not answer in {WAIT:?}"));
+                return Err(format!(
+                    "chromedriver at {status} did not answer in {WAIT:?}"
+                ));
             }
             tokio::time::sleep(TICK).await;
         }
@@ -219,7 +221,9 @@ impl Browser {
             };
             if tokio::time::Instant::now() >= deadline {
                 let flash = self.flash().await;
-                panic!("timed out after {WAIT:?} waiting for {what} (last: {last}; flash: {flash:?})");
+                panic!(
+                    "timed out after {WAIT:?} waiting for {what} (last: {last}; flash: {flash:?})"
+                );
             }
             tokio::time::sleep(TICK).await;
         }
@@ -236,7 +240,8 @@ impl Browser {
 
     /// Waits for an element, then clicks it as a person would.
     pub async fn click(&self, css: &str) {
-        self.wait_for(&format!("{css} to appear"), &exists(css)).await;
+        self.wait_for(&format!("{css} to appear"), &exists(css))
+            .await;
         let element = self.client.find(Locator::Css(css)).await;
         let element = element.unwrap_or_else(|e| panic!("finding {css}: {e}"));
         element
@@ -247,7 +252,8 @@ impl Browser {
 
     /// Waits for a field, then types `text` into it key by key.
     pub async fn type_into(&self, css: &str, text: &str) {
-        self.wait_for(&format!("{css} to appear"), &exists(css)).await;
+        self.wait_for(&format!("{css} to appear"), &exists(css))
+            .await;
         let element = self.client.find(Locator::Css(css)).await;
         let element = element.unwrap_or_else(|e| panic!("finding {css}: {e}"));
         element
