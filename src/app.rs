@@ -8,7 +8,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::Request;
-use realtime::{Bus, EventId, Presence, StreamOptions};
+use realtime::{Bus, EventId, Presence, RedisBus, RedisBusConfig, StreamOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
@@ -136,16 +136,8 @@ impl Application {
         let (shutdown, _) = watch::channel(false);
 
         let state = AppState {
-            posts_bus: Arc::new(Bus::new(
-                config.history,
-                config.client_queue,
-                EventId(posts_head),
-            )),
-            statuses_bus: Arc::new(Bus::new(
-                config.history,
-                config.client_queue,
-                EventId(statuses_head),
-            )),
+            posts_bus: Arc::new(bus(&config, "posts", posts_head).await?),
+            statuses_bus: Arc::new(bus(&config, "statuses", statuses_head).await?),
             presence: Presence::starting_at(crate::db::now_ms() as u64),
             streams: StreamSlots::new(config.max_streams),
             post_writer: Arc::default(),
@@ -218,6 +210,27 @@ impl Application {
             }
         }
     }
+}
+
+/// The bus of one sequence: in-process, or on Redis when configured.
+async fn bus(config: &Config, sequence: &str, head: u64) -> anyhow::Result<Bus> {
+    let Some(url) = &config.redis_url else {
+        return Ok(Bus::memory(
+            config.history,
+            config.client_queue,
+            EventId(head),
+        ));
+    };
+    let redis_config = RedisBusConfig {
+        prefix: format!("{}:{sequence}", config.redis_prefix),
+        maxlen: config.history,
+        queue: config.client_queue,
+        ..RedisBusConfig::default()
+    };
+    let bus = RedisBus::connect(url, redis_config, EventId(head))
+        .await
+        .with_context(|| format!("connecting to Redis at {}", crate::db::redact(url)))?;
+    Ok(Bus::Redis(bus))
 }
 
 fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) {

@@ -54,6 +54,15 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://switchyard.db")]
     pub database_url: String,
 
+    /// redis://… : share events between instances through Redis Streams. Without it
+    /// the bus is in-process (one instance).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Namespace of this deployment's Redis keys.
+    #[arg(long, env = "SWITCHYARD_REDIS_PREFIX", default_value = "switchyard")]
+    pub redis_prefix: String,
+
     /// Connections in the database pool.
     #[arg(long, env = "SWITCHYARD_DB_CONNECTIONS", default_value_t = 8)]
     pub db_connections: u32,
@@ -95,7 +104,8 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_KEEP_ALIVE_SECS", default_value_t = 15)]
     pub keep_alive_secs: u64,
 
-    /// Events kept per topic for SSE resume.
+    /// Events kept per topic for SSE resume (with Redis: the streams' approximate
+    /// MAXLEN).
     #[arg(long, env = "SWITCHYARD_HISTORY", default_value_t = 256)]
     pub history: usize,
 

@@ -134,7 +134,7 @@ async fn any_pool(url: &str, max_connections: u32) -> anyhow::Result<AnyPool> {
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

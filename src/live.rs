@@ -167,20 +167,22 @@ pub fn required_cursor(query: &PollQuery) -> Result<Cursor, AppError> {
 /// Subscribes an SSE client where it left off: the `Last-Event-ID` its browser sends on
 /// reconnect wins over the `?after=` cursor the page was rendered with. An id that is
 /// not a number cannot be resumed from, so it gets a reset.
-pub fn subscribe(
+pub async fn subscribe(
     bus: &Bus,
     topic: &Topic,
     headers: &HeaderMap,
     query: &PollQuery,
+    head: u64,
 ) -> Result<Subscription, AppError> {
+    let head = EventId(head);
     let last_event_id = headers
         .get("last-event-id")
         .map(|value| value.to_str().unwrap_or("not text"));
     match last_event_id {
         Some(text) => match EventId::parse(text) {
-            Some(id) => Ok(bus.subscribe(topic, Some(id))),
+            Some(id) => Ok(bus.subscribe(topic, Some(id), head).await),
             None => {
-                let mut sub = bus.subscribe(topic, None);
+                let mut sub = bus.subscribe(topic, None, head).await;
                 sub.resume = Resume::Reset;
                 Ok(sub)
             }
@@ -189,7 +191,9 @@ pub fn subscribe(
             let after = query
                 .cursor()
                 .map_err(|e| AppError::BadInput(e.to_string()))?;
-            Ok(bus.subscribe(topic, after.map(|c| EventId(c.0))))
+            Ok(bus
+                .subscribe(topic, after.map(|c| EventId(c.0)), head)
+                .await)
         }
     }
 }

@@ -9,6 +9,8 @@ pub mod bus;
 pub mod presence;
 pub mod stream;
 
-pub use bus::{Bus, BusEvent, EventId, Resume, Subscription, Topic};
+pub use bus::{
+    Bus, BusEvent, EventId, MemoryBus, RedisBus, RedisBusConfig, Resume, Subscription, Topic,
+};
 pub use presence::{Presence, PresenceGuard};
 pub use stream::{StreamOptions, sse_response};

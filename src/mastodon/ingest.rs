@@ -159,32 +159,38 @@ pub async fn apply(state: &AppState, message: StreamMessage) -> sqlx::Result<Opt
         StreamMessage::Heartbeat => return Ok(None),
     };
     if let Some(change) = &change {
-        publish(state, change, kind);
+        publish(state, change, kind).await;
     }
     Ok(change)
 }
 
-fn publish(state: &AppState, change: &Change, kind: &str) {
+async fn publish(state: &AppState, change: &Change, kind: &str) {
     let published_ms = now_ms() as u64;
     let id = EventId(change.seq);
-    state.statuses_bus.publish(
-        &statuses_topic(),
-        BusEvent {
-            id,
-            name: "item".into(),
-            data: views::change_fragment(change, change.seq - 1).into_string(),
-            published_ms,
-        },
-    );
-    state.statuses_bus.publish(
-        &firehose_topic(),
-        BusEvent {
-            id,
-            name: kind.to_owned(),
-            data: views::firehose_json(change, kind),
-            published_ms,
-        },
-    );
+    state
+        .statuses_bus
+        .publish(
+            &statuses_topic(),
+            BusEvent {
+                id,
+                name: "item".into(),
+                data: views::change_fragment(change, change.seq - 1).into_string(),
+                published_ms,
+            },
+        )
+        .await;
+    state
+        .statuses_bus
+        .publish(
+            &firehose_topic(),
+            BusEvent {
+                id,
+                name: kind.to_owned(),
+                data: views::firehose_json(change, kind),
+                published_ms,
+            },
+        )
+        .await;
 }
 
 async fn prune(state: &AppState) {

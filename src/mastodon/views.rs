@@ -235,7 +235,15 @@ async fn stream_content(
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
     let guard = StreamGuard::new(&state, None)?;
-    let sub = live::subscribe(&state.statuses_bus, &statuses_topic(), &headers, &query)?;
+    let head = store::head(&state.db).await?;
+    let sub = live::subscribe(
+        &state.statuses_bus,
+        &statuses_topic(),
+        &headers,
+        &query,
+        head,
+    )
+    .await?;
     Ok(live::stream_response(&state, sub, guard))
 }
 
@@ -262,7 +270,15 @@ async fn stream_firehose(
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
     let guard = StreamGuard::new(&state, None)?;
-    let sub = live::subscribe(&state.statuses_bus, &firehose_topic(), &headers, &query)?;
+    let head = store::head(&state.db).await?;
+    let sub = live::subscribe(
+        &state.statuses_bus,
+        &firehose_topic(),
+        &headers,
+        &query,
+        head,
+    )
+    .await?;
     Ok(live::stream_response(&state, sub, guard))
 }
 

@@ -161,7 +161,7 @@ impl Feed {
         Ok(polling::no_store(answer.into_response()))
     }
 
-    fn stream(
+    async fn stream(
         self,
         state: &AppState,
         headers: &HeaderMap,
@@ -169,7 +169,8 @@ impl Feed {
         handle: Option<&str>,
     ) -> AppResult<Response> {
         let guard = StreamGuard::new(state, handle)?;
-        let sub = live::subscribe(&state.posts_bus, &self.topic(), headers, query)?;
+        let head = store::head(&state.db).await?;
+        let sub = live::subscribe(&state.posts_bus, &self.topic(), headers, query, head).await?;
         Ok(live::stream_response(state, sub, guard))
     }
 
@@ -251,7 +252,7 @@ async fn stream_timeline(
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
     let handle = user.0.as_ref().map(|u| u.handle.as_str());
-    Feed::All.stream(&state, &headers, &query, handle)
+    Feed::All.stream(&state, &headers, &query, handle).await
 }
 
 async fn timeline_region(State(state): State<AppState>, transport: Chosen) -> AppResult<Markup> {
@@ -314,7 +315,9 @@ async fn stream_mentions(
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
     tracing::info!("mentions stream opened");
-    Feed::Mentions(user.id).stream(&state, &headers, &query, Some(&user.handle))
+    Feed::Mentions(user.id)
+        .stream(&state, &headers, &query, Some(&user.handle))
+        .await
 }
 
 async fn mentions_region(
@@ -513,8 +516,9 @@ async fn publish_post(
     for user_id in ids {
         state
             .posts_bus
-            .publish(&mentions_topic(user_id), event.clone());
+            .publish(&mentions_topic(user_id), event.clone())
+            .await;
     }
-    state.posts_bus.publish(&all_topic(), event);
+    state.posts_bus.publish(&all_topic(), event).await;
     Ok(post)
 }

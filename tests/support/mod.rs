@@ -14,8 +14,12 @@ pub use sse::SseClient;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite with the in-process bus.
     Sqlite,
+    /// PostgreSQL with the in-process bus.
     Postgres,
+    /// PostgreSQL with the Redis Streams bus, as several instances run.
+    PostgresRedis,
 }
 
 /// Runs a test body once per database.
@@ -38,6 +42,14 @@ macro_rules! on_both_databases {
                 }
             )*
         }
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::PostgresRedis).await
+                }
+            )*
+        }
     };
 }
 
@@ -47,9 +59,16 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// A database that exists for one test and is removed afterwards.
+/// The Redis tests use, with keys under a prefix of their own.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A database (and, with Redis, a key prefix) that exists for one test and is
+/// removed afterwards.
 pub struct TestDb {
     pub url: String,
+    pub redis_prefix: Option<String>,
     pg_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -62,11 +81,12 @@ impl TestDb {
                 let path: PathBuf = dir.path().join("switchyard.db");
                 TestDb {
                     url: format!("sqlite://{}", path.display()),
+                    redis_prefix: None,
                     pg_name: None,
                     _dir: Some(dir),
                 }
             }
-            Backend::Postgres => {
+            Backend::Postgres | Backend::PostgresRedis => {
                 let name = format!("switchyard_test_{}", rand::random::<u64>());
                 let admin = postgres_admin_url();
                 let mut conn = connect_admin(&admin).await;
@@ -75,8 +95,11 @@ impl TestDb {
                     .await
                     .expect("creating a test database");
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                let redis_prefix =
+                    (backend == Backend::PostgresRedis).then(|| format!("switchyard-test:{name}"));
                 TestDb {
                     url: format!("{base}/{name}"),
+                    redis_prefix,
                     pg_name: Some(name),
                     _dir: None,
                 }
@@ -92,8 +115,44 @@ async fn connect_admin(url: &str) -> sqlx::PgConnection {
         .expect("PostgreSQL must run on 127.0.0.1:5432 (see the README)")
 }
 
+impl TestDb {
+    /// The same database and keys, owned by someone else: for a second instance.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            pg_name: None,
+            _dir: None,
+        }
+    }
+}
+
+fn delete_redis_keys(prefix: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    })
+    .join();
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.pg_name.is_some()
+            && let Some(prefix) = self.redis_prefix.take()
+        {
+            delete_redis_keys(prefix);
+        }
         let Some(name) = self.pg_name.take() else {
             return;
         };
@@ -136,6 +195,10 @@ pub fn test_config(db: &TestDb) -> Config {
     config.replay_file = None;
     config.poll_ms = 500;
     config.keep_alive_secs = 1;
+    if let Some(prefix) = &db.redis_prefix {
+        config.redis_url = Some(redis_url());
+        config.redis_prefix = prefix.clone();
+    }
     config
 }
 
@@ -179,6 +242,7 @@ impl TestApp {
             &mut self.db,
             TestDb {
                 url: String::new(),
+                redis_prefix: None,
                 pg_name: None,
                 _dir: None,
             },

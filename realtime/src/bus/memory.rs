@@ -1,79 +1,11 @@
-//! The in-process event bus.
-//!
-//! Every topic keeps the last `history` events so that a reconnecting client can be sent
-//! exactly what it missed. Ids are the views' own cursors (positions in one increasing
-//! sequence per bus), which is what lets a browser switch between polling and SSE
-//! without a gap: both speak the same cursor.
+//! The in-process bus: one process, history in memory.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-/// A position in a bus's sequence; the SSE `id:` of an event and a view's cursor.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EventId(pub u64);
-
-impl EventId {
-    /// Parses a `Last-Event-ID` or `after` value; `None` for anything but a decimal.
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim();
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        text.parse().ok().map(EventId)
-    }
-}
-
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// The name of a stream of events, such as `posts` or `mentions:42`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Topic(pub String);
-
-impl Topic {
-    pub fn new(name: impl Into<String>) -> Self {
-        Topic(name.into())
-    }
-}
-
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// One event as it goes on the wire: SSE `event:` name, `id:` and rendered `data:`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BusEvent {
-    pub id: EventId,
-    pub name: String,
-    pub data: String,
-    /// Publish time in Unix milliseconds, for delivery-delay measurements.
-    pub published_ms: u64,
-}
-
-/// What a subscriber resuming after an id gets before the live events.
-#[derive(Debug)]
-pub enum Resume {
-    /// The events it missed, oldest first (empty when it missed nothing).
-    Events(Vec<Arc<BusEvent>>),
-    /// Its resume point is older than the history or not a point this bus has reached:
-    /// the client must reload the region from the database.
-    Reset,
-}
-
-/// A live subscription plus what the subscriber missed.
-pub struct Subscription {
-    pub topic: Topic,
-    pub resume: Resume,
-    pub live: broadcast::Receiver<Arc<BusEvent>>,
-}
+use super::{BusEvent, EventId, Resume, Subscription, Topic};
 
 struct TopicState {
     history: VecDeque<Arc<BusEvent>>,
@@ -86,7 +18,7 @@ struct TopicState {
 ///
 /// Publishing and subscribing take the same lock per call, so a subscriber's history
 /// and its live receiver meet without a gap or an overlap.
-pub struct Bus {
+pub struct MemoryBus {
     history: usize,
     queue: usize,
     inner: Mutex<BusState>,
@@ -100,12 +32,12 @@ struct BusState {
     head: EventId,
 }
 
-impl Bus {
+impl MemoryBus {
     /// A bus keeping `history` events per topic and queueing up to `queue` events per
     /// subscriber. `head` is the sequence's position when the process started: the bus
     /// cannot answer for anything at or below it, so such resume points get a reset.
     pub fn new(history: usize, queue: usize, head: EventId) -> Self {
-        Bus {
+        MemoryBus {
             history: history.max(1),
             queue: queue.max(1),
             inner: Mutex::new(BusState {
@@ -151,10 +83,11 @@ impl Bus {
         let _ = topic_state.sender.send(event);
     }
 
-    /// Subscribes to a topic, resuming after `after` when given.
-    pub fn subscribe(&self, topic: &Topic, after: Option<EventId>) -> Subscription {
+    /// Subscribes to a topic, resuming after `after` when given. `head` is the
+    /// sequence's newest id as the caller's database knows it.
+    pub fn subscribe(&self, topic: &Topic, after: Option<EventId>, head: EventId) -> Subscription {
         let mut state = self.lock();
-        let head = state.head;
+        let head = state.head.max(head);
         let (queue, floor) = (self.queue, state.start_floor);
         let topic_state = state
             .topics
@@ -234,83 +167,92 @@ mod tests {
 
     #[test]
     fn resume_returns_exactly_the_missed_events() {
-        let bus = Bus::new(4, 16, EventId(10));
+        let bus = MemoryBus::new(4, 16, EventId(10));
         let topic = Topic::new("t");
         for id in 11..=13 {
             bus.publish(&topic, event(id));
         }
 
         assert_eq!(
-            ids(&bus.subscribe(&topic, Some(EventId(11))).resume),
+            ids(&bus.subscribe(&topic, Some(EventId(11)), EventId(0)).resume),
             [12, 13]
         );
         assert_eq!(
-            ids(&bus.subscribe(&topic, Some(EventId(10))).resume),
+            ids(&bus.subscribe(&topic, Some(EventId(10)), EventId(0)).resume),
             [11, 12, 13]
         );
         assert_eq!(
-            ids(&bus.subscribe(&topic, Some(EventId(13))).resume),
+            ids(&bus.subscribe(&topic, Some(EventId(13)), EventId(0)).resume),
             Vec::<u64>::new()
         );
     }
 
     #[test]
     fn resume_older_than_history_or_ahead_of_head_resets() {
-        let bus = Bus::new(2, 16, EventId(0));
+        let bus = MemoryBus::new(2, 16, EventId(0));
         let topic = Topic::new("t");
         for id in 1..=5 {
             bus.publish(&topic, event(id));
         }
 
         assert!(matches!(
-            bus.subscribe(&topic, Some(EventId(2))).resume,
+            bus.subscribe(&topic, Some(EventId(2)), EventId(0)).resume,
             Resume::Reset
         ));
-        assert_eq!(ids(&bus.subscribe(&topic, Some(EventId(3))).resume), [4, 5]);
+        assert_eq!(
+            ids(&bus.subscribe(&topic, Some(EventId(3)), EventId(0)).resume),
+            [4, 5]
+        );
         assert!(matches!(
-            bus.subscribe(&topic, Some(EventId(9))).resume,
+            bus.subscribe(&topic, Some(EventId(9)), EventId(0)).resume,
             Resume::Reset
         ));
     }
 
     #[test]
     fn resume_before_process_start_resets_but_a_quiet_topic_does_not() {
-        let bus = Bus::new(8, 16, EventId(100));
+        let bus = MemoryBus::new(8, 16, EventId(100));
         let quiet = Topic::new("quiet");
 
         assert!(matches!(
-            bus.subscribe(&quiet, Some(EventId(99))).resume,
+            bus.subscribe(&quiet, Some(EventId(99)), EventId(0)).resume,
             Resume::Reset
         ));
         assert_eq!(
-            ids(&bus.subscribe(&quiet, Some(EventId(100))).resume),
+            ids(&bus.subscribe(&quiet, Some(EventId(100)), EventId(0)).resume),
             Vec::<u64>::new()
         );
 
         // Other topics move the head; a quiet topic's subscriber at that head missed nothing.
         bus.publish(&Topic::new("busy"), event(150));
         assert_eq!(
-            ids(&bus.subscribe(&quiet, Some(EventId(150))).resume),
+            ids(&bus.subscribe(&quiet, Some(EventId(150)), EventId(0)).resume),
             Vec::<u64>::new()
         );
     }
 
     #[test]
     fn one_id_may_go_to_several_topics() {
-        let bus = Bus::new(8, 16, EventId(0));
+        let bus = MemoryBus::new(8, 16, EventId(0));
         let (a, b) = (Topic::new("a"), Topic::new("b"));
         bus.publish(&a, event(1));
         bus.publish(&b, event(1));
 
-        assert_eq!(ids(&bus.subscribe(&a, Some(EventId(0))).resume), [1]);
-        assert_eq!(ids(&bus.subscribe(&b, Some(EventId(0))).resume), [1]);
+        assert_eq!(
+            ids(&bus.subscribe(&a, Some(EventId(0)), EventId(0)).resume),
+            [1]
+        );
+        assert_eq!(
+            ids(&bus.subscribe(&b, Some(EventId(0)), EventId(0)).resume),
+            [1]
+        );
     }
 
     #[tokio::test]
     async fn live_subscribers_receive_published_events() {
-        let bus = Bus::new(8, 16, EventId(0));
+        let bus = MemoryBus::new(8, 16, EventId(0));
         let topic = Topic::new("t");
-        let mut sub = bus.subscribe(&topic, None);
+        let mut sub = bus.subscribe(&topic, None, EventId(0));
 
         bus.publish(&topic, event(1));
         bus.publish(&Topic::new("other"), event(2));

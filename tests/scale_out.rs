@@ -1,0 +1,64 @@
+//! Two instances on one PostgreSQL and one Redis: what happens on one is live on the
+//! other.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Backend, Client, TestApp, TestDb, control_cursor, post_ids, test_config};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A client of instance `app` carrying the cookies of `user` (sessions live in the
+/// shared database, so a log-in on one instance holds on the other).
+fn on(app: &TestApp, user: &Client) -> Client {
+    Client {
+        http: user.http.clone(),
+        base: app.base.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_posted_on_one_instance_is_live_on_the_other() {
+    let db = TestDb::new(Backend::PostgresRedis).await;
+    let second_db = db.shared();
+    let config = test_config(&db);
+    let a = TestApp::start_with(db, config.clone()).await;
+    let b = TestApp::start_with(second_db, config).await;
+
+    let ada = a.user("ada").await;
+    let bob_on_a = a.user("bob").await;
+    let bob = on(&b, &bob_on_a);
+
+    let cursor = control_cursor(&bob.text("/posts/lobby/").await, "lobby");
+    let mut stream = bob
+        .stream(&format!("/posts/lobby/stream?after={cursor}"), None)
+        .await;
+    ada.post("across instances, @bob").await;
+
+    let frame = stream
+        .next_event(WAIT)
+        .await
+        .expect("the mention, on instance B");
+    assert!(frame.data.contains("across instances"), "{frame:?}");
+    let id: u64 = frame.id.unwrap().parse().unwrap();
+
+    let answer = bob.get(&format!("/posts/lobby/poll?after={cursor}")).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        post_ids(&answer.text().await.unwrap()),
+        [id],
+        "and in B's poll answer"
+    );
+
+    // And the other way round, on the all-posts timeline.
+    let mut timeline = on(&a, &ada)
+        .stream(&format!("/posts/all/stream?after={id}"), None)
+        .await;
+    on(&b, &bob).post("from B to everyone").await;
+    let frame = timeline
+        .next_event(WAIT)
+        .await
+        .expect("B's post, on instance A");
+    assert!(frame.data.contains("from B to everyone"));
+}
