@@ -40,6 +40,50 @@ pub struct AppState {
     pub stream_options: StreamOptions,
 }
 
+impl AppState {
+    /// Connects to the database and the bus; `shutdown` ends streams when it turns true.
+    pub async fn build(config: Config, shutdown: &watch::Sender<bool>) -> anyhow::Result<AppState> {
+        let db = Db::connect(&config.database_url, config.db_connections).await?;
+        let posts_head = posts::store::head(&db).await?;
+        let statuses_head = mastodon::store::head(&db).await?;
+
+        Ok(AppState {
+            posts_bus: Arc::new(bus(&config, "posts", posts_head).await?),
+            statuses_bus: Arc::new(bus(&config, "statuses", statuses_head).await?),
+            presence: Presence::starting_at(crate::db::now_ms() as u64),
+            streams: StreamSlots::new(config.max_streams),
+            post_writer: Arc::default(),
+            ingest: Arc::default(),
+            stream_options: StreamOptions {
+                keep_alive: config.keep_alive(),
+                retry: Duration::from_secs(2),
+                shutdown: Some(shutdown.subscribe()),
+            },
+            config: Arc::new(config),
+            db,
+        })
+    }
+}
+
+/// Runs only the Mastodon ingester, for deployments where several app instances share
+/// one database and bus: exactly one process ingests, so no status is stored twice.
+pub async fn run_ingester(mut config: Config) -> anyhow::Result<()> {
+    config.no_ingest = false;
+    let (shutdown, stopped) = watch::channel(false);
+    let state = AppState::build(config, &shutdown).await?;
+    tracing::info!(source = state.ingest.describe(), "ingester starting");
+
+    let mut ingest = tokio::spawn(mastodon::ingest::run(state, stopped));
+    tokio::select! {
+        () = shutdown_signal() => {
+            let _ = shutdown.send(true);
+            let _ = ingest.await;
+        }
+        finished = &mut ingest => finished.context("ingest task")?,
+    }
+    Ok(())
+}
+
 /// Counts open SSE streams against the configured limit.
 #[derive(Clone, Default)]
 pub struct StreamSlots {
@@ -130,27 +174,8 @@ impl Application {
     /// Connects to the database, binds the listener and starts ingesting. Port 0 picks
     /// a free port, which is how tests run many apps at once.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let db = Db::connect(&config.database_url, config.db_connections).await?;
-        let posts_head = posts::store::head(&db).await?;
-        let statuses_head = mastodon::store::head(&db).await?;
         let (shutdown, _) = watch::channel(false);
-
-        let state = AppState {
-            posts_bus: Arc::new(bus(&config, "posts", posts_head).await?),
-            statuses_bus: Arc::new(bus(&config, "statuses", statuses_head).await?),
-            presence: Presence::starting_at(crate::db::now_ms() as u64),
-            streams: StreamSlots::new(config.max_streams),
-            post_writer: Arc::default(),
-            ingest: Arc::default(),
-            stream_options: StreamOptions {
-                keep_alive: config.keep_alive(),
-                retry: Duration::from_secs(2),
-                shutdown: Some(shutdown.subscribe()),
-            },
-            config: Arc::new(config),
-            db,
-        };
-
+        let state = AppState::build(config, &shutdown).await?;
         let listener = TcpListener::bind(state.config.listen)
             .await
             .with_context(|| format!("listening on {}", state.config.listen))?;

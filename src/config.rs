@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the app (the default).
     Serve,
+    /// Run only the Mastodon ingester (one per deployment), without serving pages.
+    Ingest,
     /// Record a live instance's public stream to a replay file.
     Record(RecordArgs),
 }

@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command {
         None | Some(Command::Serve) => Application::build(cli.config).await?.run().await,
+        Some(Command::Ingest) => switchyard::app::run_ingester(cli.config).await,
         Some(Command::Record(args)) => mastodon::record::run(&cli.config, &args).await,
     }
 }

@@ -116,6 +116,10 @@ async fn next_event<G>(
                 None => state.phase = Phase::Live,
             },
             Phase::Live => match next_live(&mut state.sub, &mut state.shutdown).await {
+                Err(RecvError::Closed) if state.stopping() => {
+                    state.phase = Phase::Done;
+                    return Some(goodbye_event(state.retry));
+                }
                 Ok(event) if state.last_sent.is_some_and(|last| event.id <= last) => continue,
                 Ok(event) => return Some(state.sent(&event)),
                 Err(RecvError::Lagged(missed)) => {
@@ -147,6 +151,10 @@ async fn next_live(
 }
 
 impl<G> State<G> {
+    fn stopping(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|stop| *stop.borrow())
+    }
+
     fn sent(&mut self, event: &BusEvent) -> Event {
         self.last_sent = Some(event.id);
         encode(event)
@@ -159,6 +167,15 @@ pub fn encode(event: &BusEvent) -> Event {
         .id(event.id.to_string())
         .event(&event.name)
         .data(&event.data)
+}
+
+/// The last frame of a stream whose server is stopping: reconnect after a random part
+/// of a few retry intervals, so that thousands of clients do not all come back to the
+/// remaining instances in the same millisecond. Their `Last-Event-ID` resumes them.
+fn goodbye_event(retry: Duration) -> Event {
+    let spread = retry.as_millis().max(1) as u64 * 2;
+    let delay = retry + Duration::from_millis(rand::random_range(0..spread));
+    Event::default().retry(delay).comment("server restarting")
 }
 
 fn reset_event(retry: Duration) -> Event {
