@@ -80,10 +80,13 @@ pub fn event_stream<G: Send + 'static>(
         Resume::Events(events) => Some(VecDeque::from(events)),
         Resume::Reset => None,
     };
+    let after = sub.after;
     let state = State {
         phase: Phase::Hint,
         sub,
-        last_sent: None,
+        // Never send what the client has: a live event at or below its resume point
+        // (published between its page's render and this subscription) is skipped.
+        last_sent: after,
         retry: options.retry,
         shutdown: options.shutdown.clone(),
         _guard: guard,

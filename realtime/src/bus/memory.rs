@@ -109,6 +109,7 @@ impl MemoryBus {
 
         Subscription {
             topic: topic.clone(),
+            after,
             resume,
             live: topic_state.sender.subscribe(),
         }

@@ -76,6 +76,8 @@ pub enum Resume {
 /// A live subscription plus what the subscriber missed.
 pub struct Subscription {
     pub topic: Topic,
+    /// The resume point: the subscriber has every event up to it already.
+    pub after: Option<EventId>,
     pub resume: Resume,
     pub live: broadcast::Receiver<Arc<BusEvent>>,
 }

@@ -67,6 +67,10 @@ struct Inner {
     wake_key: String,
     /// The newest id this process knows of, published, asked for or given at start.
     head: AtomicU64,
+    /// The newest stream entry id the reader has seen on any stream. Entry ids follow
+    /// the Redis server's clock on every stream, so this is where a topic whose own
+    /// position cannot be read (Redis away) starts: anything added later is newer.
+    last_seen: Mutex<String>,
 }
 
 struct Local {
@@ -107,6 +111,7 @@ impl RedisBus {
                 flush: Notify::new(),
                 wake_key,
                 head: AtomicU64::new(head.0),
+                last_seen: Mutex::new("0-0".to_owned()),
             }),
         };
         bus.ensure_floor().await?;
@@ -130,13 +135,11 @@ impl RedisBus {
     async fn ensure_floor(&self) -> redis::RedisResult<Option<EventId>> {
         let mut conn = self.inner.conn.clone();
         let head = self.inner.head.load(Ordering::Acquire);
-        let _: Option<String> = redis::cmd("SET")
-            .arg(self.floor_key())
-            .arg(head)
-            .arg("NX")
-            .query_async(&mut conn)
-            .await?;
-        let floor: Option<u64> = conn.get(self.floor_key()).await?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.floor_key()).arg(head).arg("NX");
+        let set = set.query_async(&mut conn);
+        let _: Option<String> = bounded(set).await?;
+        let floor: Option<u64> = bounded(conn.get(self.floor_key())).await?;
         Ok(floor.map(EventId))
     }
 
@@ -159,8 +162,8 @@ impl RedisBus {
 
     async fn xadd(&self, topic: &Topic, event: &BusEvent) -> redis::RedisResult<()> {
         let mut conn = self.inner.conn.clone();
-        let _: String = redis::cmd("XADD")
-            .arg(self.key(topic))
+        let mut add = redis::cmd("XADD");
+        add.arg(self.key(topic))
             .arg("MAXLEN")
             .arg("~")
             .arg(self.inner.config.maxlen)
@@ -172,9 +175,9 @@ impl RedisBus {
             .arg("d")
             .arg(&event.data)
             .arg("t")
-            .arg(event.published_ms)
-            .query_async(&mut conn)
-            .await?;
+            .arg(event.published_ms);
+        let add = add.query_async::<String>(&mut conn);
+        bounded(add).await?;
         Ok(())
     }
 
@@ -210,20 +213,29 @@ impl RedisBus {
             }
         };
         if newly_active {
-            let top = self.top_id(&key).await.unwrap_or_else(|_| "$".into());
+            let top = match self.top_id(&key).await {
+                Ok(top) => top,
+                Err(_) => self.inner.lock_last_seen().clone(),
+            };
             if let Some(entry) = self.inner.lock_local().get_mut(topic) {
                 entry.last_id = top;
             }
-            self.wake_reader().await;
+            // In the background: a page must not wait on Redis to start listening.
+            let bus = self.clone();
+            tokio::spawn(async move { bus.wake_reader().await });
         }
 
         let resume = match after {
+            // At the database's head nothing can have been missed: no history needed,
+            // which also keeps fresh pages live while Redis is away.
             None => Resume::Events(Vec::new()),
+            Some(after) if after == head => Resume::Events(Vec::new()),
             Some(after) if after > head => Resume::Reset,
             Some(after) => self.history_after(&key, after).await,
         };
         Subscription {
             topic: topic.clone(),
+            after,
             resume,
             live,
         }
@@ -232,7 +244,7 @@ impl RedisBus {
     /// The id of the newest entry, or `0-0` for an empty stream, where reading starts.
     async fn top_id(&self, key: &str) -> redis::RedisResult<String> {
         let mut conn = self.inner.conn.clone();
-        let reply: StreamRangeReply = conn.xrevrange_count(key, "+", "-", 1).await?;
+        let reply: StreamRangeReply = bounded(conn.xrevrange_count(key, "+", "-", 1)).await?;
         Ok(reply
             .ids
             .first()
@@ -242,10 +254,10 @@ impl RedisBus {
     /// What came after `after`, if the stream still holds all of it.
     async fn history_after(&self, key: &str, after: EventId) -> Resume {
         let mut conn = self.inner.conn.clone();
-        let reply: redis::RedisResult<StreamRangeReply> = conn
-            // Approximate trimming keeps up to a block (about 100 entries) more.
-            .xrevrange_count(key, "+", "-", self.inner.config.maxlen + 256)
-            .await;
+        // Approximate trimming keeps up to a block (about 100 entries) more.
+        let count = self.inner.config.maxlen + 256;
+        let reply: redis::RedisResult<StreamRangeReply> =
+            bounded(conn.xrevrange_count(key, "+", "-", count)).await;
         let Ok(reply) = reply else {
             // No history to be had: the client reloads from the database.
             return Resume::Reset;
@@ -284,11 +296,10 @@ impl RedisBus {
             _ => return false,
         }
         let mut conn = self.inner.conn.clone();
-        let info: redis::RedisResult<Value> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(key)
-            .query_async(&mut conn)
-            .await;
+        let mut info = redis::cmd("XINFO");
+        info.arg("STREAM").arg(key);
+        let info = info.query_async::<Value>(&mut conn);
+        let info = bounded(info).await;
         match info {
             // Trimming does not move max-deleted-entry-id; the count of entries ever
             // added does tell whether any have gone.
@@ -305,15 +316,15 @@ impl RedisBus {
     async fn wake_reader(&self) {
         self.inner.wake.notify_one();
         let mut conn = self.inner.conn.clone();
-        let woke: redis::RedisResult<String> = redis::cmd("XADD")
-            .arg(&self.inner.wake_key)
+        let mut woke = redis::cmd("XADD");
+        woke.arg(&self.inner.wake_key)
             .arg("MAXLEN")
             .arg(8)
             .arg("*")
             .arg("w")
-            .arg(1)
-            .query_async(&mut conn)
-            .await;
+            .arg(1);
+        let woke = woke.query_async::<String>(&mut conn);
+        let woke = bounded(woke).await;
         if let Err(error) = woke {
             tracing::debug!(%error, "waking the stream reader failed");
         }
@@ -336,6 +347,12 @@ impl RedisBus {
 impl Inner {
     fn lock_local(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, Local>> {
         self.local
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_last_seen(&self) -> std::sync::MutexGuard<'_, String> {
+        self.last_seen
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -429,6 +446,18 @@ fn watched(inner: &Inner) -> (Vec<String>, Vec<String>) {
 
 fn fan_out(inner: &Inner, reply: StreamReadReply) {
     let prefix = format!("{}:t:", inner.config.prefix);
+    if let Some(newest) = reply
+        .keys
+        .iter()
+        .filter_map(|k| k.ids.last())
+        .map(|e| &e.id)
+        .max_by(|a, b| entry_order(a).cmp(&entry_order(b)))
+    {
+        let mut last_seen = inner.lock_last_seen();
+        if entry_order(newest) > entry_order(&last_seen) {
+            last_seen.clone_from(newest);
+        }
+    }
     let mut local = inner.lock_local();
     for stream in reply.keys {
         let Some(name) = stream.key.strip_prefix(&prefix) else {
@@ -445,6 +474,30 @@ fn fan_out(inner: &Inner, reply: StreamReadReply) {
             }
         }
     }
+}
+
+/// How long a request waits for Redis before Redis counts as away. Unbounded, a
+/// command issued while the connection is being re-established waits through every
+/// reconnection attempt, and the page or post behind it would hang as long.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+async fn bounded<T>(
+    request: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "redis did not answer in time",
+        )
+        .into()),
+    }
+}
+
+/// A stream entry id (`ms-seq`) as numbers, for comparing ids of different streams.
+fn entry_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Writes queued events once Redis is back, oldest first.
