@@ -50,7 +50,7 @@ impl AppState {
         Ok(AppState {
             posts_bus: Arc::new(bus(&config, "posts", posts_head).await?),
             statuses_bus: Arc::new(bus(&config, "statuses", statuses_head).await?),
-            presence: Presence::starting_at(crate::db::now_ms() as u64),
+            presence: presence(&config).await?,
             streams: StreamSlots::new(config.max_streams),
             post_writer: Arc::default(),
             ingest: Arc::default(),
@@ -235,6 +235,18 @@ impl Application {
             }
         }
     }
+}
+
+/// Presence of this process, shared with the others through Redis when configured.
+/// Versions start from the clock so that they keep increasing across restarts.
+async fn presence(config: &Config) -> anyhow::Result<Presence> {
+    let start = crate::db::now_ms() as u64;
+    let Some(url) = &config.redis_url else {
+        return Ok(Presence::starting_at(start));
+    };
+    Presence::shared(url, &config.redis_prefix, start)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", crate::db::redact(url)))
 }
 
 /// The bus of one sequence: in-process, or on Redis when configured.

@@ -62,3 +62,60 @@ async fn a_mention_posted_on_one_instance_is_live_on_the_other() {
         .expect("B's post, on instance A");
     assert!(frame.data.contains("from B to everyone"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_instances_until_the_last_tab_closes() {
+    let db = TestDb::new(Backend::PostgresRedis).await;
+    let second_db = db.shared();
+    let config = test_config(&db);
+    let a = TestApp::start_with(db, config.clone()).await;
+    let b = TestApp::start_with(second_db, config).await;
+
+    let ada = a.user("ada").await;
+    let bob_on_a = a.user("bob").await;
+    let bob_on_b = on(&b, &bob_on_a);
+    let online_on = |app: &TestApp| {
+        let viewer = on(app, &ada);
+        async move {
+            viewer
+                .text("/posts/presence/region")
+                .await
+                .contains(r#"data-handle="bob""#)
+        }
+    };
+
+    let tab_a = bob_on_a.stream("/posts/lobby/stream", None).await;
+    let tab_b = bob_on_b.stream("/posts/presence/stream", None).await;
+    for app in [&a, &b] {
+        assert!(online_on(app).await, "bob online as seen from {}", app.base);
+    }
+
+    // Ada watches from instance B while bob closes his tab on A: he stays online.
+    let mut watch = on(&b, &ada).stream("/posts/presence/stream", None).await;
+    assert!(
+        watch
+            .next_event(WAIT)
+            .await
+            .expect("list")
+            .data
+            .contains("bob")
+    );
+    drop(tab_a);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        online_on(&a).await && online_on(&b).await,
+        "his tab on B is still open"
+    );
+
+    // The last tab closes on B: both instances see him go, and B's watcher is told.
+    drop(tab_b);
+    let mut gone = false;
+    while let Some(frame) = watch.next_event(WAIT).await {
+        if !frame.data.contains(r#"data-handle="bob""#) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the watcher on B saw bob go offline");
+    assert!(!online_on(&a).await, "offline as seen from A");
+}

@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod presence;
+mod redis_request;
 pub mod stream;
 
 pub use bus::{

@@ -273,7 +273,7 @@ async fn lobby(
     transport: Chosen,
 ) -> AppResult<Markup> {
     let mentions = Feed::Mentions(user.id).render(&state, transport.0).await?;
-    let presence = render_presence(&state, transport.0);
+    let presence = render_presence(&state, transport.0).await;
     let handle = user.handle.clone();
     let frame_user = MaybeUser(Some(user));
     let frame = Frame::new("Lobby", &frame_user, transport);
@@ -339,9 +339,9 @@ async fn mentions_control(
         .await
 }
 
-fn render_presence(state: &AppState, transport: Transport) -> Markup {
+async fn render_presence(state: &AppState, transport: Transport) -> Markup {
     let spec = spec(state, transport, state.presence.version());
-    PRESENCE.render(spec, views::presence_items(&state.presence.online()))
+    PRESENCE.render(spec, views::presence_items(&state.presence.online().await))
 }
 
 async fn presence_region(
@@ -349,7 +349,7 @@ async fn presence_region(
     _user: CurrentUser,
     transport: Chosen,
 ) -> Markup {
-    render_presence(&state, transport.0)
+    render_presence(&state, transport.0).await
 }
 
 async fn presence_control(
@@ -375,7 +375,7 @@ async fn poll_presence(
     } else {
         let control = PRESENCE.poll_control(Cursor(version), state.config.poll_interval());
         Answer::Fresh {
-            items: views::presence_items(&state.presence.online()),
+            items: views::presence_items(&state.presence.online().await),
             control: control.render_oob(),
         }
     };
@@ -392,39 +392,49 @@ async fn stream_presence(
     let guard = StreamGuard::new(&state, Some(&user.handle))?;
     let watch = state.presence.watch();
     let presence = state.presence.clone();
-    let mut shutdown = state.stream_options.shutdown.clone();
+    let shutdown = state.stream_options.shutdown.clone();
 
-    let events =
-        futures_util::stream::unfold((watch, guard, true), move |(mut watch, guard, first)| {
+    // The list is sent whole, and only when it differs from the last one sent: a
+    // version can move for changes that leave the list as it was.
+    let events = futures_util::stream::unfold(
+        (watch, guard, None::<String>),
+        move |(mut watch, guard, last)| {
             let presence = presence.clone();
-            let mut shutdown = shutdown.take();
+            let mut shutdown = shutdown.clone();
             async move {
-                if !first {
-                    let changed = match shutdown.as_mut() {
-                        Some(stop) => tokio::select! {
-                            changed = watch.changed() => changed.is_ok(),
-                            _ = stop.wait_for(|s| *s) => false,
-                        },
-                        None => watch.changed().await.is_ok(),
-                    };
-                    if !changed {
-                        return None;
+                loop {
+                    if last.is_some() {
+                        let changed = match shutdown.as_mut() {
+                            Some(stop) => tokio::select! {
+                                changed = watch.changed() => changed.is_ok(),
+                                _ = stop.wait_for(|s| *s) => false,
+                            },
+                            None => watch.changed().await.is_ok(),
+                        };
+                        if !changed {
+                            return None;
+                        }
                     }
+                    let version = *watch.borrow_and_update();
+                    let data = views::presence_items(&presence.online().await).into_string();
+                    if last.as_ref() == Some(&data) {
+                        continue;
+                    }
+                    let event = BusEvent {
+                        id: EventId(version),
+                        name: "item".into(),
+                        data: data.clone(),
+                        published_ms: now_ms() as u64,
+                    };
+                    let frame = realtime::stream::encode(&event);
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(frame),
+                        (watch, guard, Some(data)),
+                    ));
                 }
-                let version = *watch.borrow_and_update();
-                let event = BusEvent {
-                    id: EventId(version),
-                    name: "item".into(),
-                    data: views::presence_items(&presence.online()).into_string(),
-                    published_ms: now_ms() as u64,
-                };
-                let frame = realtime::stream::encode(&event);
-                Some((
-                    Ok::<_, std::convert::Infallible>(frame),
-                    (watch, guard, false),
-                ))
             }
-        });
+        },
+    );
     let sse = axum::response::sse::Sse::new(events).keep_alive(
         axum::response::sse::KeepAlive::new().interval(state.stream_options.keep_alive),
     );

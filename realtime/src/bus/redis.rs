@@ -22,6 +22,7 @@ use redis::{AsyncCommands, Value};
 use tokio::sync::{Notify, broadcast};
 
 use super::{BusEvent, EventId, Resume, Subscription, Topic};
+use crate::redis_request::bounded;
 
 /// How a Redis bus is set up.
 #[derive(Clone, Debug)]
@@ -473,24 +474,6 @@ fn fan_out(inner: &Inner, reply: StreamReadReply) {
                 let _ = topic.sender.send(Arc::new(event));
             }
         }
-    }
-}
-
-/// How long a request waits for Redis before Redis counts as away. Unbounded, a
-/// command issued while the connection is being re-established waits through every
-/// reconnection attempt, and the page or post behind it would hang as long.
-const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
-
-async fn bounded<T>(
-    request: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> redis::RedisResult<T> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "redis did not answer in time",
-        )
-        .into()),
     }
 }
 
