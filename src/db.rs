@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyPool, Connection, Transaction};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
@@ -131,6 +132,53 @@ async fn any_pool(url: &str, max_connections: u32) -> anyhow::Result<AnyPool> {
         .connect(url)
         .await
         .with_context(|| format!("connecting to '{}'", redact(url)))
+}
+
+/// A database connection that holds a sequence's writer lock until released.
+///
+/// On PostgreSQL this is a session-level advisory lock, held across the commit and
+/// the publish that follows it, so that instances publish a sequence's ids in the
+/// order they were committed. SQLite serves one instance, whose in-process lock does
+/// the same.
+pub struct SequenceLock {
+    pub conn: PoolConnection<Any>,
+    key: Option<i64>,
+}
+
+impl Db {
+    /// Waits for the writer lock of sequence `key`.
+    pub async fn lock_sequence_session(&self, key: i64) -> sqlx::Result<SequenceLock> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend != Backend::Postgres {
+            return Ok(SequenceLock { conn, key: None });
+        }
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(SequenceLock {
+            conn,
+            key: Some(key),
+        })
+    }
+}
+
+impl SequenceLock {
+    /// Releases the lock. Should that fail, the connection is closed instead, which
+    /// releases it too, rather than returning to the pool still holding it.
+    pub async fn release(mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(key)
+            .execute(&mut *self.conn)
+            .await;
+        if let Err(error) = unlocked {
+            tracing::warn!(%error, "advisory unlock failed; closing the connection");
+            let _ = self.conn.detach().close().await;
+        }
+    }
 }
 
 /// The URL without its password, for messages.

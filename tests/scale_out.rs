@@ -119,3 +119,42 @@ async fn presence_spans_instances_until_the_last_tab_closes() {
     assert!(gone, "the watcher on B saw bob go offline");
     assert!(!online_on(&a).await, "offline as seen from A");
 }
+
+/// Posts made on two instances at once reach a stream in id order, with none missing:
+/// the order a resuming client relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_on_two_instances_stream_in_order() {
+    let db = TestDb::new(Backend::PostgresRedis).await;
+    let second_db = db.shared();
+    let config = test_config(&db);
+    let a = TestApp::start_with(db, config.clone()).await;
+    let b = TestApp::start_with(second_db, config).await;
+    let ada = a.user("ada").await;
+    let bob = on(&b, &b.user("bob").await);
+
+    let mut stream = ada.stream("/posts/all/stream?after=0", None).await;
+    let writers: Vec<_> = [ada.clone(), bob.clone()]
+        .into_iter()
+        .map(|author| {
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    author.post(&format!("concurrent {n}")).await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+
+    let mut ids = Vec::new();
+    while ids.len() < 40 {
+        let frame = stream.next_event(WAIT).await.expect("every post");
+        ids.extend(post_ids(&frame.data));
+    }
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "in id order, each once");
+    assert_eq!(ids.len(), 40);
+}

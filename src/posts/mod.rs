@@ -19,7 +19,7 @@ use tracing::instrument;
 use crate::accounts::{self, CurrentUser, MaybeUser, User};
 use crate::app::AppState;
 use crate::db::now_ms;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::live::{self, Chosen, ControlSpec, Region, StreamGuard, Transport};
 use crate::pages::{Frame, layout};
 use store::PostRow;
@@ -498,6 +498,10 @@ async fn create_post(
 }
 
 /// Stores a post and publishes it to the timeline and to each mentioned user's feed.
+///
+/// Numbering, commit and publish happen under the posts sequence's writer lock, in a
+/// task of their own: a client that hangs up mid-post cancels its request, but must
+/// not cancel the lock's release.
 async fn publish_post(
     state: &AppState,
     author: &User,
@@ -505,30 +509,43 @@ async fn publish_post(
     mentioned: &[User],
 ) -> AppResult<PostRow> {
     let ids: Vec<i64> = mentioned.iter().map(|u| u.id).collect();
+    let (state, author, body) = (state.clone(), author.clone(), body.to_owned());
 
-    // Held from insert to publish, so that the bus sees ids in the order they commit.
-    let _writer = state.post_writer.lock().await;
-    let created_ms = now_ms();
-    let id = store::create(&state.db, author.id, body, created_ms, &ids).await?;
-    let post = PostRow {
-        id,
-        author: author.handle.clone(),
-        body: body.to_owned(),
-        created_ms,
-    };
+    let task = tokio::spawn(async move {
+        let _writer = state.post_writer.lock().await;
+        let mut lock = store::writer_lock(&state.db).await?;
+        let created_ms = now_ms();
+        let created = store::create(&mut lock.conn, author.id, &body, created_ms, &ids).await;
+        let id = match created {
+            Ok(id) => id,
+            Err(error) => {
+                lock.release().await;
+                return Err(AppError::from(error));
+            }
+        };
+        let post = PostRow {
+            id,
+            author: author.handle.clone(),
+            body,
+            created_ms,
+        };
 
-    let event = BusEvent {
-        id: EventId(id as u64),
-        name: "item".into(),
-        data: views::post_item(&post).into_string(),
-        published_ms: now_ms() as u64,
-    };
-    for user_id in ids {
-        state
-            .posts_bus
-            .publish(&mentions_topic(user_id), event.clone())
-            .await;
-    }
-    state.posts_bus.publish(&all_topic(), event).await;
-    Ok(post)
+        let event = BusEvent {
+            id: EventId(id as u64),
+            name: "item".into(),
+            data: views::post_item(&post).into_string(),
+            published_ms: now_ms() as u64,
+        };
+        for user_id in ids {
+            state
+                .posts_bus
+                .publish(&mentions_topic(user_id), event.clone())
+                .await;
+        }
+        state.posts_bus.publish(&all_topic(), event).await;
+        lock.release().await;
+        Ok(post)
+    });
+    task.await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("post task: {e}")))?
 }

@@ -1,6 +1,8 @@
 //! SQL for posts and mentions.
 
-use crate::db::Db;
+use sqlx::{AnyConnection, Connection};
+
+use crate::db::{Db, SequenceLock};
 
 /// The key of the advisory lock that orders post ids on PostgreSQL.
 const POSTS_SEQUENCE: i64 = 0x5357_0001;
@@ -33,16 +35,21 @@ pub async fn head(db: &Db) -> sqlx::Result<u64> {
     Ok(head.max(0) as u64)
 }
 
-/// Inserts a post and its mentions in one transaction.
+/// Waits for the right to number and publish the next post.
+pub async fn writer_lock(db: &Db) -> sqlx::Result<SequenceLock> {
+    db.lock_sequence_session(POSTS_SEQUENCE).await
+}
+
+/// Inserts a post and its mentions in one transaction, on a connection that holds the
+/// posts sequence's writer lock (see [`writer_lock`]).
 pub async fn create(
-    db: &Db,
+    conn: &mut AnyConnection,
     author_id: i64,
     body: &str,
     created_ms: i64,
     mentioned: &[i64],
 ) -> sqlx::Result<i64> {
-    let mut tx = db.begin().await?;
-    db.lock_sequence(&mut tx, POSTS_SEQUENCE).await?;
+    let mut tx = conn.begin().await?;
 
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO posts (author_id, body, created_ms) VALUES ($1, $2, $3) RETURNING id",
