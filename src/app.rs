@@ -18,6 +18,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::metrics::{self, Metrics};
 use crate::{accounts, assets, hello, mastodon, pages, posts, security};
 
 /// How long a shutdown waits for open connections before the process exits anyway.
@@ -37,6 +38,7 @@ pub struct AppState {
     /// Serializes "insert a post, then publish it", so ids reach the bus in order.
     pub post_writer: Arc<tokio::sync::Mutex<()>>,
     pub ingest: Arc<mastodon::ingest::IngestStatus>,
+    pub metrics: Metrics,
     pub stream_options: StreamOptions,
 }
 
@@ -54,6 +56,7 @@ impl AppState {
             streams: StreamSlots::new(config.max_streams),
             post_writer: Arc::default(),
             ingest: Arc::default(),
+            metrics: Metrics::default(),
             stream_options: StreamOptions {
                 keep_alive: config.keep_alive(),
                 retry: Duration::from_secs(2),
@@ -148,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mastodon::views::router())
         .merge(hello::router())
         .merge(assets::router())
+        .merge(metrics::router())
         .fallback(|| async { AppError::NotFound })
         .layer(axum::middleware::from_fn(security::reject_cross_site_posts))
         .layer(session_layer)

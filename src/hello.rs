@@ -92,11 +92,11 @@ async fn poll_hello(State(state): State<AppState>, Query(query): Query<PollQuery
             control: control.render_oob(),
         }
     };
-    polling::no_store(answer.into_response())
+    live::poll_response(&state, HELLO.poll_url, answer)
 }
 
 async fn stream_hello(State(state): State<AppState>) -> AppResult<Response> {
-    let guard = StreamGuard::new(&state, None)?;
+    let guard = StreamGuard::new(&state, HELLO.stream_url, None)?;
     let mut shutdown = state.stream_options.shutdown.clone();
     let ticks = futures_util::stream::unfold(
         (tokio::time::interval(Duration::from_secs(1)), guard),

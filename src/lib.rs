@@ -13,6 +13,7 @@ pub mod error;
 pub mod hello;
 pub mod live;
 pub mod mastodon;
+pub mod metrics;
 pub mod pages;
 pub mod posts;
 pub mod security;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::app::{AppState, StreamSlot};
 use crate::error::AppError;
+use crate::metrics::{Metrics, RouteLabel};
 
 /// The cookie that remembers a browser's choice of transport.
 pub const TRANSPORT_COOKIE: &str = "transport";
@@ -199,13 +200,19 @@ pub async fn subscribe(
 }
 
 /// An SSE response for a subscription, holding `guard` while the stream is open.
-pub fn stream_response<G: Send + 'static>(
-    state: &AppState,
-    sub: Subscription,
-    guard: G,
-) -> Response {
-    let sse = realtime::sse_response(sub, &state.stream_options, guard);
+pub fn stream_response(state: &AppState, sub: Subscription, guard: StreamGuard) -> Response {
+    let (metrics, route) = (state.metrics.clone(), guard.route);
+    let on_sent = Box::new(move |event: &realtime::BusEvent| metrics.sent(route, event));
+    let sse = realtime::sse_response(sub, &state.stream_options, guard, on_sent);
     stream_headers(sse.into_response())
+}
+
+/// A poll answer as a response, counted by route and outcome.
+pub fn poll_response(state: &AppState, route: &'static str, answer: polling::Answer) -> Response {
+    state
+        .metrics
+        .polled(route, answer.outcome(), answer.body_len());
+    polling::no_store(answer.into_response())
 }
 
 /// Headers every stream carries: never cached, never buffered by a proxy.
@@ -216,19 +223,43 @@ pub fn stream_headers(mut response: Response) -> Response {
     response
 }
 
-/// What an open stream holds on to: its place under the stream limit and, for a
-/// logged-in user, their presence.
+/// What an open stream holds on to: its place under the stream limit, its count in
+/// the metrics and, for a logged-in user, their presence.
 pub struct StreamGuard {
+    route: &'static str,
+    metrics: Metrics,
     _slot: StreamSlot,
     _presence: Option<PresenceGuard>,
 }
 
 impl StreamGuard {
-    pub fn new(state: &AppState, handle: Option<&str>) -> Result<StreamGuard, AppError> {
+    pub fn new(
+        state: &AppState,
+        route: &'static str,
+        handle: Option<&str>,
+    ) -> Result<StreamGuard, AppError> {
+        let slot = state.streams.acquire()?;
+        state
+            .metrics
+            .open_streams
+            .get_or_create(&RouteLabel { route })
+            .inc();
         Ok(StreamGuard {
-            _slot: state.streams.acquire()?,
+            route,
+            metrics: state.metrics.clone(),
+            _slot: slot,
             _presence: handle.map(|h| state.presence.connect(h)),
         })
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let route = self.route;
+        self.metrics
+            .open_streams
+            .get_or_create(&RouteLabel { route })
+            .dec();
     }
 }
 

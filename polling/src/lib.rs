@@ -110,6 +110,26 @@ pub enum Answer {
     Reset { region_id: String, region: Markup },
 }
 
+impl Answer {
+    /// A short name of the outcome, for metrics: `nothing_new`, `new` or `reset`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Answer::NothingNew => "nothing_new",
+            Answer::Fresh { .. } => "new",
+            Answer::Reset { .. } => "reset",
+        }
+    }
+
+    /// Bytes of the body this answer sends.
+    pub fn body_len(&self) -> usize {
+        match self {
+            Answer::NothingNew => 0,
+            Answer::Fresh { items, control } => items.0.len() + control.0.len(),
+            Answer::Reset { region, .. } => region.0.len(),
+        }
+    }
+}
+
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         match self {

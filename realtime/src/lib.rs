@@ -14,4 +14,4 @@ pub use bus::{
     Bus, BusEvent, EventId, MemoryBus, RedisBus, RedisBusConfig, Resume, Subscription, Topic,
 };
 pub use presence::{Presence, PresenceGuard};
-pub use stream::{StreamOptions, sse_response};
+pub use stream::{OnSent, StreamOptions, sse_response};

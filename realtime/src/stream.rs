@@ -55,17 +55,22 @@ struct State<G> {
     last_sent: Option<EventId>,
     retry: Duration,
     shutdown: Option<watch::Receiver<bool>>,
+    on_sent: OnSent,
     /// Dropped when the client goes away: presence and open-stream counts hang on it.
     _guard: G,
 }
+
+/// Called with every event a stream sends, for counting and delay measurements.
+pub type OnSent = Box<dyn Fn(&BusEvent) + Send + Sync>;
 
 /// Turns a subscription into an SSE response. `guard` lives as long as the stream.
 pub fn sse_response<G: Send + 'static>(
     sub: Subscription,
     options: &StreamOptions,
     guard: G,
+    on_sent: OnSent,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
-    let stream = event_stream(sub, options, guard);
+    let stream = event_stream(sub, options, guard, on_sent);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(options.keep_alive).text(""))
 }
 
@@ -74,6 +79,7 @@ pub fn event_stream<G: Send + 'static>(
     mut sub: Subscription,
     options: &StreamOptions,
     guard: G,
+    on_sent: OnSent,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let resume = std::mem::replace(&mut sub.resume, Resume::Events(Vec::new()));
     let backlog = match resume {
@@ -89,6 +95,7 @@ pub fn event_stream<G: Send + 'static>(
         last_sent: after,
         retry: options.retry,
         shutdown: options.shutdown.clone(),
+        on_sent,
         _guard: guard,
     };
 
@@ -160,6 +167,7 @@ impl<G> State<G> {
 
     fn sent(&mut self, event: &BusEvent) -> Event {
         self.last_sent = Some(event.id);
+        (self.on_sent)(event);
         encode(event)
     }
 }

@@ -225,7 +225,7 @@ async fn poll_content(
             control: control.render_oob(),
         }
     };
-    Ok(polling::no_store(answer.into_response()))
+    Ok(live::poll_response(&state, CONTENT.poll_url, answer))
 }
 
 #[instrument(skip_all)]
@@ -234,7 +234,7 @@ async fn stream_content(
     headers: HeaderMap,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
-    let guard = StreamGuard::new(&state, None)?;
+    let guard = StreamGuard::new(&state, CONTENT.stream_url, None)?;
     let head = store::head(&state.db).await?;
     let sub = live::subscribe(
         &state.statuses_bus,
@@ -269,7 +269,7 @@ async fn stream_firehose(
     headers: HeaderMap,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
-    let guard = StreamGuard::new(&state, None)?;
+    let guard = StreamGuard::new(&state, "/firehose/stream", None)?;
     let head = store::head(&state.db).await?;
     let sub = live::subscribe(
         &state.statuses_bus,

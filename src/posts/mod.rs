@@ -137,7 +137,11 @@ impl Feed {
         if after.0 > head {
             // A cursor from the future (another database, a reset one): start over.
             let region = self.render(state, Transport::Poll).await?;
-            return Ok(reset(self.region(), region));
+            let answer = Answer::Reset {
+                region_id: self.region().region_id(),
+                region,
+            };
+            return Ok(live::poll_response(state, self.region().poll_url, answer));
         }
 
         let posts = self.between(state, after.0, head, PAGE + 1).await?;
@@ -158,7 +162,7 @@ impl Feed {
                 control: control.render_oob(),
             }
         };
-        Ok(polling::no_store(answer.into_response()))
+        Ok(live::poll_response(state, self.region().poll_url, answer))
     }
 
     async fn stream(
@@ -168,7 +172,7 @@ impl Feed {
         query: &PollQuery,
         handle: Option<&str>,
     ) -> AppResult<Response> {
-        let guard = StreamGuard::new(state, handle)?;
+        let guard = StreamGuard::new(state, self.region().stream_url, handle)?;
         let head = store::head(&state.db).await?;
         let sub = live::subscribe(&state.posts_bus, &self.topic(), headers, query, head).await?;
         Ok(live::stream_response(state, sub, guard))
@@ -199,14 +203,6 @@ fn spec(state: &AppState, transport: Transport, cursor: u64) -> ControlSpec {
         cursor: Cursor(cursor),
         every: state.config.poll_interval(),
     }
-}
-
-fn reset(region: &Region, markup: Markup) -> Response {
-    Answer::Reset {
-        region_id: region.region_id(),
-        region: markup,
-    }
-    .into_response()
 }
 
 /// Keeps a polling user online a little longer than their poll interval.
@@ -379,7 +375,7 @@ async fn poll_presence(
             control: control.render_oob(),
         }
     };
-    Ok(polling::no_store(answer.into_response()))
+    Ok(live::poll_response(&state, PRESENCE.poll_url, answer))
 }
 
 /// The online list, sent whole whenever it changes. Presence is a snapshot, not a
@@ -389,7 +385,7 @@ async fn stream_presence(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
 ) -> AppResult<Response> {
-    let guard = StreamGuard::new(&state, Some(&user.handle))?;
+    let guard = StreamGuard::new(&state, PRESENCE.stream_url, Some(&user.handle))?;
     let watch = state.presence.watch();
     let presence = state.presence.clone();
     let shutdown = state.stream_options.shutdown.clone();
