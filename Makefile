@@ -2,7 +2,7 @@
 # the embedded defaults; `make test` runs every test against real SQLite, PostgreSQL
 # and headless Chromium.
 
-.PHONY: run test lint fmt sample services
+.PHONY: run test lint fmt sample services start stop status
 
 run:
 	cargo run --release
@@ -23,3 +23,14 @@ sample:
 
 services:
 	scripts/services.sh
+
+# The production layout on this machine: PostgreSQL, Redis, two instances, one
+# ingester and nginx on http://127.0.0.1:8000 (see README, "Several instances").
+start:
+	scripts/stack.sh start
+
+stop:
+	scripts/stack.sh stop
+
+status:
+	scripts/stack.sh status

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the tests talk to is there: PostgreSQL and Redis running on their
-# usual local ports, and Debian's Chromium with its WebDriver for the browser tests.
+# usual local ports, Debian's Chromium with its WebDriver for the browser tests, and
+# Debian's nginx for the tests of the deployment behind it.
 # Safe to run again; it only starts or installs what is missing.
 set -euo pipefail
 
@@ -36,4 +37,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-say "PostgreSQL, Redis and Chromium are ready"
+# tests/nginx.rs runs Debian's nginx in front of two instances.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "the nginx tests need Debian's nginx; install it as root"
+    exit 1
+  fi
+  say "installing nginx"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+fi
+say "PostgreSQL, Redis, Chromium and nginx are ready"

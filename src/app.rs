@@ -39,6 +39,8 @@ pub struct AppState {
     pub post_writer: Arc<tokio::sync::Mutex<()>>,
     pub ingest: Arc<mastodon::ingest::IngestStatus>,
     pub metrics: Metrics,
+    /// Ids of sessions that just logged out; their open streams end.
+    pub logouts: tokio::sync::broadcast::Sender<String>,
     pub stream_options: StreamOptions,
 }
 
@@ -57,6 +59,7 @@ impl AppState {
             post_writer: Arc::default(),
             ingest: Arc::default(),
             metrics: Metrics::default(),
+            logouts: tokio::sync::broadcast::channel(64).0,
             stream_options: StreamOptions {
                 keep_alive: config.keep_alive(),
                 retry: Duration::from_secs(2),
@@ -74,7 +77,7 @@ pub async fn run_ingester(mut config: Config) -> anyhow::Result<()> {
     config.no_ingest = false;
     let (shutdown, stopped) = watch::channel(false);
     let state = AppState::build(config, &shutdown).await?;
-    tracing::info!(source = state.ingest.describe(), "ingester starting");
+    tracing::info!("ingester starting");
 
     let mut ingest = tokio::spawn(mastodon::ingest::run(state, stopped));
     tokio::select! {
@@ -178,11 +181,13 @@ impl Application {
     /// Connects to the database, binds the listener and starts ingesting. Port 0 picks
     /// a free port, which is how tests run many apps at once.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // The port first: when it is taken, nothing else (a new SQLite file, say) should
+        // have been made.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
         let (shutdown, _) = watch::channel(false);
         let state = AppState::build(config, &shutdown).await?;
-        let listener = TcpListener::bind(state.config.listen)
-            .await
-            .with_context(|| format!("listening on {}", state.config.listen))?;
         Ok(Application {
             listener,
             state,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::live::Transport;
@@ -87,11 +88,11 @@ pub struct Config {
     pub replay_rate: f64,
 
     /// Play the replay once instead of looping it.
-    #[arg(long, env = "SWITCHYARD_REPLAY_ONCE")]
+    #[arg(long, env = "SWITCHYARD_REPLAY_ONCE", value_parser = BoolishValueParser::new())]
     pub replay_once: bool,
 
     /// Do not mirror any Mastodon source (another process ingests, or none is wanted).
-    #[arg(long, env = "SWITCHYARD_NO_INGEST")]
+    #[arg(long, env = "SWITCHYARD_NO_INGEST", value_parser = BoolishValueParser::new())]
     pub no_ingest: bool,
 
     /// Transport for browsers that have not chosen one.

@@ -43,7 +43,10 @@ impl Db {
         } else if url.starts_with("sqlite:") {
             Self::connect_sqlite(url, max_connections).await
         } else {
-            anyhow::bail!("DATABASE_URL must start with sqlite: or postgres://, got '{url}'")
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite: or postgres://, got '{}'",
+                redact(url)
+            )
         }
     }
 

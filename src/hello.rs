@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::response::sse::Event;
 use axum::routing::get;
 use maud::{Markup, html};
 use polling::{Answer, Cursor, PollQuery};
@@ -97,11 +97,12 @@ async fn poll_hello(State(state): State<AppState>, Query(query): Query<PollQuery
 
 async fn stream_hello(State(state): State<AppState>) -> AppResult<Response> {
     let guard = StreamGuard::new(&state, HELLO.stream_url, None)?;
-    let mut shutdown = state.stream_options.shutdown.clone();
+    let shutdown = state.stream_options.shutdown.clone();
     let ticks = futures_util::stream::unfold(
         (tokio::time::interval(Duration::from_secs(1)), guard),
         move |(mut tick, guard)| {
-            let mut shutdown = shutdown.take();
+            // Every tick watches for shutdown, not only the first.
+            let mut shutdown = shutdown.clone();
             async move {
                 if let Some(stop) = shutdown.as_mut() {
                     tokio::select! {
@@ -120,6 +121,5 @@ async fn stream_hello(State(state): State<AppState>) -> AppResult<Response> {
             }
         },
     );
-    let sse = Sse::new(ticks).keep_alive(KeepAlive::default());
-    Ok(live::stream_headers(sse.into_response()))
+    Ok(live::sse(&state, ticks))
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod hello;
+pub mod input;
 pub mod live;
 pub mod mastodon;
 pub mod metrics;

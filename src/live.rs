@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use clap::ValueEnum;
+use futures_util::StreamExt;
 use maud::{Markup, html};
 use polling::{Cursor, PollQuery};
 use realtime::{Bus, EventId, PresenceGuard, Resume, Subscription, Topic};
 use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tower_sessions::Session;
 
 use crate::app::{AppState, StreamSlot};
 use crate::error::AppError;
@@ -199,12 +203,49 @@ pub async fn subscribe(
     }
 }
 
-/// An SSE response for a subscription, holding `guard` while the stream is open.
+/// An SSE response for a subscription, holding `guard` while the stream is open. It
+/// ends when the guard's session logs out.
 pub fn stream_response(state: &AppState, sub: Subscription, guard: StreamGuard) -> Response {
     let (metrics, route) = (state.metrics.clone(), guard.route);
+    let until = logged_out(state, guard.session.clone());
     let on_sent = Box::new(move |event: &realtime::BusEvent| metrics.sent(route, event));
-    let sse = realtime::sse_response(sub, &state.stream_options, guard, on_sent);
-    stream_headers(sse.into_response())
+    let events = realtime::stream::event_stream(sub, &state.stream_options, guard, on_sent);
+    sse(state, events.take_until(until))
+}
+
+/// An SSE response with the app's keep-alive and stream headers.
+pub fn sse<S>(state: &AppState, events: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<Event, std::convert::Infallible>> + Send + 'static,
+{
+    let keep_alive = KeepAlive::new()
+        .interval(state.stream_options.keep_alive)
+        .text("");
+    stream_headers(Sse::new(events).keep_alive(keep_alive).into_response())
+}
+
+/// Resolves when `session` logs out, and never for streams without a session: a
+/// private stream must not outlive the log-in that opened it.
+pub fn logged_out(
+    state: &AppState,
+    session: Option<String>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut logouts = state.logouts.subscribe();
+    async move {
+        let Some(mine) = session else {
+            return std::future::pending().await;
+        };
+        loop {
+            match logouts.recv().await {
+                Ok(id) if id == mine => return,
+                Ok(_) => continue,
+                // Some log-outs went by unseen; ending is the safe side, and a session
+                // that is still valid reconnects and resumes.
+                Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
 }
 
 /// A poll answer as a response, counted by route and outcome.
@@ -227,6 +268,8 @@ pub fn stream_headers(mut response: Response) -> Response {
 /// the metrics and, for a logged-in user, their presence.
 pub struct StreamGuard {
     route: &'static str,
+    /// The session of a logged-in stream, which ends at its log-out.
+    pub session: Option<String>,
     metrics: Metrics,
     _slot: StreamSlot,
     _presence: Option<PresenceGuard>,
@@ -246,10 +289,19 @@ impl StreamGuard {
             .inc();
         Ok(StreamGuard {
             route,
+            session: None,
             metrics: state.metrics.clone(),
             _slot: slot,
             _presence: handle.map(|h| state.presence.connect(h)),
         })
+    }
+}
+
+impl StreamGuard {
+    /// Ties the stream to the session that opened it.
+    pub fn for_session(mut self, session: &Session) -> Self {
+        self.session = session.id().map(|id| id.to_string());
+        self
     }
 }
 

@@ -132,7 +132,9 @@ fn same_site_path(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let rest = referer.split_once("://")?.1;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    (authority.eq_ignore_ascii_case(host) && path.starts_with('/')).then(|| path.to_owned())
+    // "//host/x" is a path only in name: a browser reads it as another site.
+    let local = path.starts_with('/') && !path.starts_with("//") && !path.contains('\\');
+    (authority.eq_ignore_ascii_case(host) && local).then(|| path.to_owned())
 }
 
 /// Liveness and readiness: the database answers.

@@ -144,8 +144,22 @@ async fn log_out_deletes_the_session(backend: Backend) {
     let response = visitor.post_form("/accounts/signup", &form).await;
     let cookie = session_cookie(&response).expect("session cookie");
 
+    let mut private = visitor.stream("/posts/lobby/stream", None).await;
     let out = visitor.post_form("/accounts/logout", &[]).await;
     assert_eq!(out.status(), 303);
+    let forget = out.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        forget.contains("Max-Age=0"),
+        "the browser forgets the cookie: {forget}"
+    );
+
+    // The stream opened under that log-in ends with it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while private.next_frame(deadline).await.is_some() {}
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "the private stream ended at log-out"
+    );
 
     // The old cookie, replayed by someone who copied it, no longer logs anyone in.
     let replay = reqwest::Client::builder()

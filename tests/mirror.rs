@@ -177,7 +177,8 @@ async fn bundled_replay_plays_by_default() {
         "a page of statuses"
     );
     assert!(
-        page.contains("mastodon-sample.sse"),
+        page.contains("the bundled sample recording"),
         "the page says where statuses come from"
     );
+    assert!(!page.contains("/data/"), "without the server's file paths");
 }

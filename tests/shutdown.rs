@@ -57,3 +57,23 @@ async fn shutdown_with_a_thousand_idle_streams_is_prompt() {
         delays[delays.len() - 1]
     );
 }
+
+/// Streams that are not bus subscriptions (the clock, the presence list) end at
+/// shutdown too, instead of holding it until the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_clock_and_presence_streams() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let ada = app.user("ada").await;
+    let _clock = ada.stream("/hello/stream", None).await;
+    let _presence = ada.stream("/posts/presence/stream", None).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let started = Instant::now();
+    let _db = app.stop().await;
+    let took = started.elapsed();
+    println!("shutdown with a clock and a presence stream took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "not held to the 10 s deadline: {took:?}"
+    );
+}

@@ -189,6 +189,10 @@ fn goodbye_event(retry: Duration) -> Event {
     Event::default().retry(delay).comment("server restarting")
 }
 
+/// Browsers drop events whose data is empty, so the reset says what it asks for.
 fn reset_event(retry: Duration) -> Event {
-    Event::default().event(RESET_EVENT).retry(retry).data("")
+    Event::default()
+        .event(RESET_EVENT)
+        .retry(retry)
+        .data("reload")
 }

@@ -102,11 +102,15 @@ struct LogInForm {
 
 /// Checks sign-up fields; the message says what to change.
 fn check_sign_up(email: &str, handle: &str, password: &Password) -> Result<(), String> {
+    // Plain ASCII addresses with one @: the form a post can mention as @email.
     let email_ok = email.len() <= 254
         && email
-            .split_once('@')
-            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
-        && !email.contains(char::is_whitespace);
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@.+-_".contains(&b))
+        && email.matches('@').count() == 1
+        && email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        });
     if !email_ok {
         return Err("Enter an email address like ada@example.com.".into());
     }
@@ -176,7 +180,13 @@ async fn log_in(
     let login = form.login.trim().trim_start_matches('@').to_lowercase();
     let password = Password::new(form.password);
 
-    let matched = match store::credentials(&state.db, &login).await? {
+    // No account has control characters in its name; the database need not be asked.
+    let known = if crate::input::is_plain_text(&login) {
+        store::credentials(&state.db, &login).await?
+    } else {
+        None
+    };
+    let matched = match known {
         Some((user, hash)) => password::verify(password, hash).await?.then_some(user),
         None => {
             password::verify_nobody(password).await?;
@@ -205,10 +215,20 @@ async fn start_session(session: &Session, user: &User) -> AppResult<()> {
     Ok(())
 }
 
-async fn log_out(session: Session) -> AppResult<Redirect> {
+async fn log_out(State(state): State<AppState>, session: Session) -> AppResult<Response> {
+    // Streams opened under this session end now, so nothing private keeps arriving.
+    if let Some(id) = session.id() {
+        let _ = state.logouts.send(id.to_string());
+    }
+
     // Deletes the stored session, not just the cookie: a copied cookie dies with it.
     session.delete().await?;
-    Ok(Redirect::to("/"))
+    let forget = "switchyard_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax";
+    Ok((
+        [(axum::http::header::SET_COOKIE, forget)],
+        Redirect::to("/"),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -234,6 +254,14 @@ mod tests {
                 .unwrap_err()
                 .contains("handle")
         );
+        for odd in [
+            "a@b@c.com",
+            "jösé@example.jp",
+            "\"><script>@x.com",
+            "nul\0@x.com",
+        ] {
+            assert!(check_sign_up(odd, "ada_l", &good).is_err(), "{odd}");
+        }
         let short = Password::new("short".into());
         assert!(
             check_sign_up("ada@example.com", "ada", &short)

@@ -4,6 +4,7 @@
 use std::sync::LazyLock;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
 
 use crate::error::AppError;
 
@@ -26,28 +27,47 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// Hashes at once. Each argon2id run holds about 19 MiB for its duration; unbounded,
+/// a burst of log-ins (or of wrong passwords) would take memory by the gigabyte, and
+/// the allocator keeps it afterwards. More than the cores would only queue for CPU.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Semaphore::new(cores)
+});
+
+/// Runs one hashing job under the [`HASHING`] limit, off the async executor.
+async fn limited<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| AppError::from(anyhow::anyhow!("hashing limit: {e}")))?;
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| AppError::from(anyhow::anyhow!("password hashing task: {e}")))
+}
+
 /// The PHC string of a new argon2id hash of `password`.
 pub async fn hash(password: Password) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || {
+    limited(move || {
         Argon2::default()
             .hash_password(password.0.as_bytes())
             .map(|hash| hash.to_string())
             .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
     })
-    .await
-    .map_err(|e| anyhow::anyhow!("password hashing task: {e}"))?
+    .await?
     .map_err(AppError::from)
 }
 
 /// Whether `password` matches `phc`. A malformed stored hash counts as no match.
 pub async fn verify(password: Password, phc: String) -> Result<bool, AppError> {
-    tokio::task::spawn_blocking(move || {
+    limited(move || {
         Argon2::default()
             .verify_password(password.0.as_bytes(), phc.as_str())
             .is_ok()
     })
     .await
-    .map_err(|e| AppError::from(anyhow::anyhow!("password check task: {e}")))
 }
 
 /// Spends the time of a password check and fails, for log-in names with no account,
@@ -60,12 +80,11 @@ pub async fn verify_nobody(password: Password) -> Result<bool, AppError> {
             .map(|hash| hash.to_string())
             .unwrap_or_default()
     });
-    tokio::task::spawn_blocking(move || {
+    limited(move || {
         let _ = Argon2::default().verify_password(password.0.as_bytes(), DECOY.as_str());
         false
     })
     .await
-    .map_err(|e| AppError::from(anyhow::anyhow!("password check task: {e}")))
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ fn bundled_replay() -> std::io::Result<PathBuf> {
     Ok(copy)
 }
 
+/// What visitors read when the source has stopped; the log has the reason.
+const STOPPED: &str = "nowhere at the moment: the source stopped (the server log says why)";
+
 /// Prune old statuses after this many inserts, not after each one.
 const PRUNE_EVERY: u64 = 50;
 
@@ -47,6 +50,8 @@ pub struct IngestStatus {
     pub reconnects: Arc<AtomicU64>,
     /// `replay <file>`, `live <instance>`, or the error that stopped the source.
     pub source: Mutex<String>,
+    /// The same for visitors: no file paths, no error text.
+    pub public: Mutex<String>,
 }
 
 impl IngestStatus {
@@ -54,9 +59,17 @@ impl IngestStatus {
         self.source.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn set_source(&self, text: String) {
+    /// What pages may say about the source.
+    pub fn describe_publicly(&self) -> String {
+        self.public.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set_source(&self, text: String, public: &str) {
         if let Ok(mut source) = self.source.lock() {
             *source = text;
+        }
+        if let Ok(mut shown) = self.public.lock() {
+            *shown = public.to_owned();
         }
     }
 }
@@ -84,7 +97,12 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
                 config.mastodon_token.clone().map(AccessToken::new),
             );
             live.reconnects = status.reconnects.clone();
-            status.set_source(format!("live {instance}"));
+            let host = instance
+                .split("://")
+                .last()
+                .unwrap_or(instance)
+                .trim_end_matches('/');
+            status.set_source(format!("live {instance}"), &format!("{host}, live"));
             tokio::spawn(live.run(tx, shutdown.clone()))
         }
         None => {
@@ -94,12 +112,19 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
                     Ok(path) => path,
                     Err(error) => {
                         tracing::error!(%error, "writing out the bundled recording failed");
-                        status.set_source(format!("stopped: {error}"));
+                        status.set_source(format!("stopped: {error}"), STOPPED);
                         return;
                     }
                 },
             };
-            status.set_source(format!("replay {}", path.display()));
+            let public = match &config.replay_file {
+                None => "the bundled sample recording".to_owned(),
+                Some(file) => {
+                    let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+                    format!("a recording ({})", name.unwrap_or_default())
+                }
+            };
+            status.set_source(format!("replay {}", path.display()), &public);
             let replay = ReplaySource {
                 path,
                 rate_per_sec: config.replay_rate,
@@ -138,7 +163,7 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
         Ok(Ok(())) => tracing::info!("ingest source finished"),
         Ok(Err(error)) => {
             tracing::error!(error = format!("{error:#}"), "ingest source stopped");
-            status.set_source(format!("stopped: {error:#}"));
+            status.set_source(format!("stopped: {error:#}"), STOPPED);
         }
         Err(error) => tracing::error!(%error, "ingest source task failed"),
     }

@@ -54,12 +54,12 @@ impl StoredStatus {
         };
         StoredStatus {
             id: status.id.clone(),
-            url: shown.url.clone().or_else(|| Some(shown.uri.clone())),
+            url: web_link(shown.url.as_deref()).or_else(|| web_link(Some(&shown.uri))),
             created_at: shown.created_at.clone(),
             edited_at: shown.edited_at.clone(),
             author_name: shown.account.display_name.clone(),
             author_acct: shown.account.acct.clone(),
-            author_url: shown.account.url.clone(),
+            author_url: web_link(Some(&shown.account.url)).unwrap_or_default(),
             content_html: sanitize_status_html(&shown.content),
             spoiler_text: shown.spoiler_text.clone(),
             sensitive: shown.sensitive,
@@ -69,7 +69,7 @@ impl StoredStatus {
                 .iter()
                 .map(|m| StoredMedia {
                     kind: m.kind.clone(),
-                    url: m.url.clone().or_else(|| m.remote_url.clone()),
+                    url: web_link(m.url.as_deref()).or_else(|| web_link(m.remote_url.as_deref())),
                     description: m.description.clone(),
                 })
                 .collect(),
@@ -79,6 +79,15 @@ impl StoredStatus {
             favourites: shown.favourites_count,
         }
     }
+}
+
+/// A link from a stranger's status, if it is an http(s) address: anything else
+/// (`javascript:`, `data:`) would run or render in our page when clicked.
+fn web_link(url: Option<&str>) -> Option<String> {
+    let url = url?.trim();
+    let scheme = url.split_once("://")?.0;
+    (scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http"))
+        .then(|| url.to_owned())
 }
 
 /// One row of the change log as a view needs it.
@@ -237,4 +246,30 @@ pub async fn prune(db: &Db, keep: i64) -> sqlx::Result<u64> {
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::web_link;
+
+    #[test]
+    fn only_web_links_survive() {
+        assert_eq!(
+            web_link(Some("https://example.com/@a")).as_deref(),
+            Some("https://example.com/@a")
+        );
+        assert_eq!(
+            web_link(Some("HTTP://example.com")).as_deref(),
+            Some("HTTP://example.com")
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript://%0aalert(1)",
+            "data:text/html,x",
+            "/relative",
+            "",
+        ] {
+            assert_eq!(web_link(Some(bad)), None, "{bad}");
+        }
+    }
 }

@@ -173,7 +173,7 @@ async fn content(
         html! {
             h1 { "Mastodon mirror" }
             p.lede {
-                "Public statuses from " code { (state.ingest.describe()) }
+                "Public statuses from " (state.ingest.describe_publicly())
                 ", newest first. Edits update in place; deletions disappear."
             }
             (region)

@@ -14,6 +14,7 @@ use maud::{Markup, html};
 use polling::{Answer, Cursor, PollQuery};
 use realtime::{BusEvent, EventId, Topic};
 use serde::Deserialize;
+use tower_sessions::Session;
 use tracing::instrument;
 
 use crate::accounts::{self, CurrentUser, MaybeUser, User};
@@ -170,9 +171,13 @@ impl Feed {
         state: &AppState,
         headers: &HeaderMap,
         query: &PollQuery,
-        handle: Option<&str>,
+        user: Option<(&str, &Session)>,
     ) -> AppResult<Response> {
-        let guard = StreamGuard::new(state, self.region().stream_url, handle)?;
+        let handle = user.map(|(handle, _)| handle);
+        let mut guard = StreamGuard::new(state, self.region().stream_url, handle)?;
+        if let Some((_, session)) = user {
+            guard = guard.for_session(session);
+        }
         let head = store::head(&state.db).await?;
         let sub = live::subscribe(&state.posts_bus, &self.topic(), headers, query, head).await?;
         Ok(live::stream_response(state, sub, guard))
@@ -244,11 +249,12 @@ async fn poll_timeline(
 async fn stream_timeline(
     State(state): State<AppState>,
     user: MaybeUser,
+    session: Session,
     headers: HeaderMap,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
-    let handle = user.0.as_ref().map(|u| u.handle.as_str());
-    Feed::All.stream(&state, &headers, &query, handle).await
+    let user = user.0.as_ref().map(|u| (u.handle.as_str(), &session));
+    Feed::All.stream(&state, &headers, &query, user).await
 }
 
 async fn timeline_region(State(state): State<AppState>, transport: Chosen) -> AppResult<Markup> {
@@ -307,12 +313,13 @@ async fn poll_mentions(
 async fn stream_mentions(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    session: Session,
     headers: HeaderMap,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
     tracing::info!("mentions stream opened");
     Feed::Mentions(user.id)
-        .stream(&state, &headers, &query, Some(&user.handle))
+        .stream(&state, &headers, &query, Some((&user.handle, &session)))
         .await
 }
 
@@ -384,8 +391,11 @@ async fn poll_presence(
 async fn stream_presence(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    session: Session,
 ) -> AppResult<Response> {
-    let guard = StreamGuard::new(&state, PRESENCE.stream_url, Some(&user.handle))?;
+    let guard =
+        StreamGuard::new(&state, PRESENCE.stream_url, Some(&user.handle))?.for_session(&session);
+    let until = live::logged_out(&state, guard.session.clone());
     let watch = state.presence.watch();
     let presence = state.presence.clone();
     let shutdown = state.stream_options.shutdown.clone();
@@ -431,10 +441,10 @@ async fn stream_presence(
             }
         },
     );
-    let sse = axum::response::sse::Sse::new(events).keep_alive(
-        axum::response::sse::KeepAlive::new().interval(state.stream_options.keep_alive),
-    );
-    Ok(live::stream_headers(sse.into_response()))
+    Ok(live::sse(
+        &state,
+        futures_util::StreamExt::take_until(events, until),
+    ))
 }
 
 async fn create_page(user: CurrentUser, transport: Chosen) -> Markup {
@@ -468,6 +478,11 @@ async fn create_post(
 
     if body.is_empty() {
         return Ok(refuse("Write something first.".into()));
+    }
+    if !crate::input::is_plain_text(body) {
+        return Ok(refuse(
+            "Remove the control characters (such as NUL) from the post.".into(),
+        ));
     }
     let chars = body.chars().count();
     if chars > views::MAX_POST_CHARS {

@@ -33,13 +33,14 @@ impl SseClient {
         }
     }
 
-    /// The next frame with a name or data (comment-only and retry-only frames are
-    /// skipped), or `None` at the end of the stream or after `wait`.
+    /// The next event a browser would dispatch, or `None` at the end of the stream or
+    /// after `wait`. As in EventSource, a frame whose data is empty is no event, however
+    /// it is named: comments, retry hints and data-less frames are skipped.
     pub async fn next_event(&mut self, wait: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let frame = self.next_frame(deadline).await?;
-            if !frame.event.is_empty() || !frame.data.is_empty() {
+            if !frame.data.is_empty() {
                 return Some(frame);
             }
         }
