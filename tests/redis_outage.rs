@@ -62,13 +62,18 @@ fn free_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_catch_up_after_redis_restarts() {
-    let mut redis = OwnRedis::start(free_port());
+/// An app on a fresh database whose bus and presence use a Redis of the test's own.
+async fn app_on_own_redis() -> (OwnRedis, TestApp) {
+    let redis = OwnRedis::start(free_port());
     let db = TestDb::new(Backend::PostgresRedis).await;
     let mut config = test_config(&db);
     config.redis_url = Some(redis.url());
-    let app = TestApp::start_with(db, config).await;
+    (redis, TestApp::start_with(db, config).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_catch_up_after_redis_restarts() {
+    let (mut redis, app) = app_on_own_redis().await;
 
     let ada = app.user("ada").await;
     let bob = app.user("bob").await;
@@ -141,11 +146,7 @@ async fn streams_catch_up_after_redis_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_and_fresh_streams_work_while_redis_is_away() {
-    let mut redis = OwnRedis::start(free_port());
-    let db = TestDb::new(Backend::PostgresRedis).await;
-    let mut config = test_config(&db);
-    config.redis_url = Some(redis.url());
-    let app = TestApp::start_with(db, config).await;
+    let (mut redis, app) = app_on_own_redis().await;
     let ada = app.user("ada").await;
     let bob = app.user("bob").await;
 

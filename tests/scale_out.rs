@@ -18,13 +18,19 @@ fn on(app: &TestApp, user: &Client) -> Client {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mention_posted_on_one_instance_is_live_on_the_other() {
+/// Two instances on one fresh PostgreSQL database and one Redis key prefix.
+async fn two_instances() -> (TestApp, TestApp) {
     let db = TestDb::new(Backend::PostgresRedis).await;
     let second_db = db.shared();
     let config = test_config(&db);
     let a = TestApp::start_with(db, config.clone()).await;
     let b = TestApp::start_with(second_db, config).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_posted_on_one_instance_is_live_on_the_other() {
+    let (a, b) = two_instances().await;
 
     let ada = a.user("ada").await;
     let bob_on_a = a.user("bob").await;
@@ -65,11 +71,7 @@ async fn a_mention_posted_on_one_instance_is_live_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_spans_instances_until_the_last_tab_closes() {
-    let db = TestDb::new(Backend::PostgresRedis).await;
-    let second_db = db.shared();
-    let config = test_config(&db);
-    let a = TestApp::start_with(db, config.clone()).await;
-    let b = TestApp::start_with(second_db, config).await;
+    let (a, b) = two_instances().await;
 
     let ada = a.user("ada").await;
     let bob_on_a = a.user("bob").await;
@@ -124,11 +126,7 @@ async fn presence_spans_instances_until_the_last_tab_closes() {
 /// the order a resuming client relies on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_posts_on_two_instances_stream_in_order() {
-    let db = TestDb::new(Backend::PostgresRedis).await;
-    let second_db = db.shared();
-    let config = test_config(&db);
-    let a = TestApp::start_with(db, config.clone()).await;
-    let b = TestApp::start_with(second_db, config).await;
+    let (a, b) = two_instances().await;
     let ada = a.user("ada").await;
     let bob = on(&b, &b.user("bob").await);
 
