@@ -2,7 +2,7 @@
 # the embedded defaults; `make test` runs every test against real SQLite, PostgreSQL
 # and headless Chromium.
 
-.PHONY: run test lint fmt sample services start stop status
+.PHONY: run test lint fmt sample services start stop status bench
 
 run:
 	cargo run --release
@@ -34,3 +34,7 @@ stop:
 
 status:
 	scripts/stack.sh status
+
+# Criterion benches of the hot paths; HTML reports in target/criterion.
+bench:
+	cargo bench --bench hot_paths

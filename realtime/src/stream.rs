@@ -16,6 +16,9 @@ use tokio::sync::watch;
 
 use crate::bus::{BusEvent, EventId, Resume, Subscription};
 
+/// How many sent ids a stream remembers to recognise repeats.
+const RECENT: usize = 512;
+
 /// The name of the event that tells a client to reload the region from scratch.
 pub const RESET_EVENT: &str = "reset";
 
@@ -53,6 +56,10 @@ struct State<G> {
     phase: Phase,
     sub: Subscription,
     last_sent: Option<EventId>,
+    /// The resume point: the client had everything up to it before this stream.
+    after: Option<EventId>,
+    /// Ids sent lately, to tell a repeat from an event that arrives late.
+    recent: VecDeque<EventId>,
     retry: Duration,
     shutdown: Option<watch::Receiver<bool>>,
     on_sent: OnSent,
@@ -93,6 +100,8 @@ pub fn event_stream<G: Send + 'static>(
         // Never send what the client has: a live event at or below its resume point
         // (published between its page's render and this subscription) is skipped.
         last_sent: after,
+        after,
+        recent: VecDeque::with_capacity(RECENT),
         retry: options.retry,
         shutdown: options.shutdown.clone(),
         on_sent,
@@ -130,7 +139,17 @@ async fn next_event<G>(
                     state.phase = Phase::Done;
                     return Some(goodbye_event(state.retry));
                 }
-                Ok(event) if state.last_sent.is_some_and(|last| event.id <= last) => continue,
+                Ok(event) if state.last_sent.is_some_and(|last| event.id <= last) => {
+                    if state.already_has(event.id) {
+                        continue;
+                    }
+                    // An older event arriving after newer ones (an instance flushing
+                    // what it queued while Redis was away): the browser's cursor has
+                    // moved past it, so only a reload from the database shows it.
+                    tracing::info!(topic = %state.sub.topic, id = %event.id, "late event reset");
+                    state.phase = Phase::Done;
+                    return Some(reset_event(state.retry));
+                }
                 Ok(event) => return Some(state.sent(&event)),
                 Err(RecvError::Lagged(missed)) => {
                     // The queue is bounded so one slow reader cannot hold memory; it
@@ -165,8 +184,17 @@ impl<G> State<G> {
         self.shutdown.as_ref().is_some_and(|stop| *stop.borrow())
     }
 
+    /// Whether the client has `id`: sent on this stream, or covered by its resume point.
+    fn already_has(&self, id: EventId) -> bool {
+        self.after.is_some_and(|after| id <= after) || self.recent.contains(&id)
+    }
+
     fn sent(&mut self, event: &BusEvent) -> Event {
         self.last_sent = Some(event.id);
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(event.id);
         (self.on_sent)(event);
         encode(event)
     }

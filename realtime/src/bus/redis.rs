@@ -317,15 +317,21 @@ impl RedisBus {
     async fn wake_reader(&self) {
         self.inner.wake.notify_one();
         let mut conn = self.inner.conn.clone();
-        let mut woke = redis::cmd("XADD");
-        woke.arg(&self.inner.wake_key)
+        // The key is this process's alone; it expires after the process is gone.
+        let mut woke = redis::pipe();
+        woke.cmd("XADD")
+            .arg(&self.inner.wake_key)
             .arg("MAXLEN")
             .arg(8)
             .arg("*")
             .arg("w")
-            .arg(1);
-        let woke = woke.query_async::<String>(&mut conn);
-        let woke = bounded(woke).await;
+            .arg(1)
+            .ignore();
+        woke.cmd("EXPIRE")
+            .arg(&self.inner.wake_key)
+            .arg(3600)
+            .ignore();
+        let woke = bounded(woke.query_async::<()>(&mut conn)).await;
         if let Err(error) = woke {
             tracing::debug!(%error, "waking the stream reader failed");
         }
@@ -423,7 +429,7 @@ async fn read_loop(inner: Arc<Inner>, mut conn: ConnectionManager) {
                 let retry_ms = delay.as_millis() as u64;
                 tracing::warn!(%error, retry_ms, "stream reader lost redis");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                delay = (delay * 2).min(Duration::from_millis(500));
             }
         }
     }
@@ -500,7 +506,7 @@ async fn flush_loop(bus: RedisBus) {
             }
             Err(_) => {
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                delay = (delay * 2).min(Duration::from_millis(500));
             }
         }
     }
