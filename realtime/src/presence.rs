@@ -21,6 +21,7 @@ use crate::redis_request::bounded;
 /// How long a shared entry lives without renewal, and how often it is renewed.
 const SHARED_TTL: Duration = Duration::from_secs(15);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+const KEYS_OUTLIVE: Duration = Duration::from_secs(600);
 
 #[derive(Default)]
 struct Entry {
@@ -250,6 +251,17 @@ impl Shared {
             .collect())
     }
 
+    /// Both keys outlive every instance that uses them by a while, then go: a deployment
+    /// (or a test) that is gone leaves nothing behind in Redis.
+    fn expire_keys(&self, pipe: &mut redis::Pipeline) {
+        let seconds = KEYS_OUTLIVE.as_secs();
+        pipe.cmd("EXPIRE").arg(&self.set_key).arg(seconds).ignore();
+        pipe.cmd("EXPIRE")
+            .arg(&self.changes_key)
+            .arg(seconds)
+            .ignore();
+    }
+
     /// Writes one change and tells the other instances.
     async fn write(&self, user: &str, online: bool) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
@@ -275,6 +287,7 @@ impl Shared {
             .arg(user)
             .arg("i")
             .arg(&self.instance);
+        self.expire_keys(&mut change);
         bounded(change.query_async::<()>(&mut conn)).await
     }
 }
@@ -309,6 +322,7 @@ async fn renew(presence: Presence, shared: Arc<Shared>) {
             .arg(&shared.set_key)
             .arg("-inf")
             .arg(now_ms());
+        shared.expire_keys(&mut renewal);
         if let Err(error) = bounded(renewal.query_async::<()>(&mut conn)).await {
             tracing::debug!(%error, "presence renewal failed");
             continue;
