@@ -39,17 +39,7 @@ async fn browser(nginx: &Nginx, handle: &str) -> Client {
             .expect("client"),
         base: nginx.base.clone(),
     };
-    let response = client
-        .post_form(
-            "/accounts/signup",
-            &[
-                ("email", &format!("{handle}@example.com")),
-                ("handle", handle),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 303, "sign-up of {handle} through nginx");
+    client.sign_up(handle).await;
     client
 }
 

@@ -268,17 +268,7 @@ impl TestApp {
     /// A new user, signed up and logged in, as a client.
     pub async fn user(&self, handle: &str) -> Client {
         let client = self.client();
-        let response = client
-            .post_form(
-                "/accounts/signup",
-                &[
-                    ("email", &format!("{handle}@example.com")),
-                    ("handle", handle),
-                    ("password", "correct horse battery"),
-                ],
-            )
-            .await;
-        assert_eq!(response.status(), 303, "sign-up of {handle} failed");
+        client.sign_up(handle).await;
         client
     }
 }
@@ -298,6 +288,27 @@ pub struct Client {
 }
 
 impl Client {
+    /// Signs up `handle` (email `handle@example.com`) through the form; the client is
+    /// logged in afterwards.
+    pub async fn sign_up(&self, handle: &str) {
+        let response = self
+            .post_form(
+                "/accounts/signup",
+                &[
+                    ("email", &format!("{handle}@example.com")),
+                    ("handle", handle),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            303,
+            "sign-up of {handle} at {}",
+            self.base
+        );
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.base))
