@@ -1,0 +1,2 @@
+//! Load generators for Switchyard. `runfeed` compares polling and SSE on one feed
+//! with goose; `streams` finds how many SSE streams one instance holds.
