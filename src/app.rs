@@ -15,11 +15,17 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
+use crate::accounts::store::User;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{CachedSessions, Db};
 use crate::error::AppError;
+use crate::heads::{self, Head};
+use crate::memo::Memo;
 use crate::metrics::{self, Metrics};
 use crate::{accounts, assets, hello, mastodon, pages, posts, security};
+
+/// How long a session or user read from the database is trusted; see [`Memo`].
+const REMEMBERED: Duration = Duration::from_secs(10);
 
 /// How long a shutdown waits for open connections before the process exits anyway.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -42,6 +48,11 @@ pub struct AppState {
     /// Ids of sessions that just logged out; their open streams end.
     pub logouts: tokio::sync::broadcast::Sender<String>,
     pub stream_options: StreamOptions,
+    /// The newest post and mirror change this process knows of; see [`heads`].
+    pub posts_head: Head,
+    pub statuses_head: Head,
+    /// Users by id, so a logged-in poll reads no row.
+    pub users: Memo<i64, User>,
 }
 
 impl AppState {
@@ -50,10 +61,42 @@ impl AppState {
         let db = Db::connect(&config.database_url, config.db_connections).await?;
         let posts_head = posts::store::head(&db).await?;
         let statuses_head = mastodon::store::head(&db).await?;
+        let posts_bus = Arc::new(bus(&config, "posts", posts_head).await?);
+        let statuses_bus = Arc::new(bus(&config, "statuses", statuses_head).await?);
+
+        let posts_head = Head::new(posts_head);
+        let statuses_head = Head::new(statuses_head);
+        heads::follow(
+            posts_bus.clone(),
+            posts::all_topic(),
+            posts_head.clone(),
+            shutdown.subscribe(),
+        );
+        heads::follow(
+            statuses_bus.clone(),
+            mastodon::ingest::statuses_topic(),
+            statuses_head.clone(),
+            shutdown.subscribe(),
+        );
+        heads::refresh(
+            db.clone(),
+            posts_head.clone(),
+            |db| async move { posts::store::head(&db).await },
+            shutdown.subscribe(),
+        );
+        heads::refresh(
+            db.clone(),
+            statuses_head.clone(),
+            |db| async move { mastodon::store::head(&db).await },
+            shutdown.subscribe(),
+        );
 
         Ok(AppState {
-            posts_bus: Arc::new(bus(&config, "posts", posts_head).await?),
-            statuses_bus: Arc::new(bus(&config, "statuses", statuses_head).await?),
+            posts_bus,
+            statuses_bus,
+            posts_head,
+            statuses_head,
+            users: Memo::new(REMEMBERED, 100_000),
             presence: presence(&config).await?,
             streams: StreamSlots::new(config.max_streams),
             post_writer: Arc::default(),
@@ -138,7 +181,8 @@ impl Drop for StreamSlot {
 
 /// The whole app, for every route: each feature brings its own router.
 pub fn router(state: AppState) -> Router {
-    let session_layer = SessionManagerLayer::new(state.db.sessions.clone())
+    let sessions = CachedSessions::new(state.db.sessions.clone(), REMEMBERED);
+    let session_layer = SessionManagerLayer::new(sessions)
         .with_name("switchyard_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)

@@ -17,6 +17,8 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
+use crate::memo::Memo;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -232,6 +234,58 @@ impl SessionStore for Sessions {
             Sessions::Sqlite(store) => store.delete(id).await,
             Sessions::Postgres(store) => store.delete(id).await,
         }
+    }
+}
+
+/// The session store with recently read sessions kept in memory; see [`Memo`].
+#[derive(Clone, Debug)]
+pub struct CachedSessions {
+    inner: Sessions,
+    memo: Memo<Id, Record>,
+}
+
+impl CachedSessions {
+    pub fn new(inner: Sessions, fresh_for: Duration) -> Self {
+        CachedSessions {
+            inner,
+            memo: Memo::new(fresh_for, SESSIONS_KEPT),
+        }
+    }
+}
+
+/// Sessions kept in memory at most; a few hundred bytes each.
+const SESSIONS_KEPT: usize = 100_000;
+
+#[async_trait::async_trait]
+impl SessionStore for CachedSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.inner.create(record).await?;
+        self.memo.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.inner.save(record).await?;
+        self.memo.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = tower_sessions::cookie::time::OffsetDateTime::now_utc();
+        if let Some(record) = self.memo.get(id).filter(|r| r.expiry_date > now) {
+            return Ok(Some(record));
+        }
+        let record = self.inner.load(id).await?;
+        match &record {
+            Some(record) => self.memo.insert(*id, record.clone()),
+            None => self.memo.remove(id),
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.memo.remove(id);
+        self.inner.delete(id).await
     }
 }
 

@@ -5,6 +5,7 @@ mod support;
 use std::time::Duration;
 
 use support::{Backend, TestApp, control_cursor, eventually, post_ids};
+use switchyard::db;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -16,6 +17,7 @@ on_both_databases!(
     switching_transport_continues_without_gap,
     presence_follows_the_last_tab,
     posts_are_checked_and_bad_cursors_refused,
+    empty_polls_of_a_logged_in_user_read_no_database,
 );
 
 async fn mention_reaches_every_tab_over_sse(backend: Backend) {
@@ -294,4 +296,57 @@ async fn posts_are_checked_and_bad_cursors_refused(backend: Backend) {
         .post_form("/posts/create/", &[("body", "hi")])
         .await;
     assert_eq!(posting.status(), 303);
+}
+
+/// At one poll a second per client, the empty polls are the load: they are answered
+/// from memory. The tables they would read are renamed away to prove it.
+async fn empty_polls_of_a_logged_in_user_read_no_database(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let ada = app.user("ada").await;
+    let bob = app.user("bob").await;
+    let lobby = control_cursor(&bob.text("/posts/lobby/").await, "lobby");
+    ada.post("not for bob").await;
+
+    // A post for others moves Bob's mentions cursor past it, with no items.
+    let answer = bob.get(&format!("/posts/lobby/poll?after={lobby}")).await;
+    assert_eq!(answer.status(), 200);
+    let html = answer.text().await.unwrap();
+    assert!(post_ids(&html).is_empty(), "{html}");
+    let head = control_cursor(&html, "lobby");
+    assert!(head > lobby, "cursor advanced: {lobby} -> {head}");
+    let all = format!("/posts/all/poll?after={head}");
+    let mentions = format!("/posts/lobby/poll?after={head}");
+    assert_eq!(bob.get(&mentions).await.status(), 204);
+
+    let renames: &[&str] = match app.state.db.backend {
+        db::Backend::Sqlite => &[
+            "ALTER TABLE tower_sessions RENAME TO sessions_away",
+            "ALTER TABLE users RENAME TO users_away",
+            "ALTER TABLE posts RENAME TO posts_away",
+        ],
+        db::Backend::Postgres => &[
+            "ALTER TABLE tower_sessions.session RENAME TO session_away",
+            "ALTER TABLE users RENAME TO users_away",
+            "ALTER TABLE posts RENAME TO posts_away",
+        ],
+    };
+    for sql in renames {
+        sqlx::query(sql).execute(&app.state.db.pool).await.unwrap();
+    }
+
+    for path in [&mentions, &all] {
+        let answer = bob.get(path).await;
+        assert_eq!(
+            answer.status(),
+            204,
+            "{path}: {}",
+            answer.text().await.unwrap()
+        );
+    }
+    let behind = bob.get(&format!("/posts/all/poll?after={lobby}")).await;
+    assert_eq!(
+        behind.status(),
+        500,
+        "a poll behind the head does read the database"
+    );
 }

@@ -115,6 +115,8 @@ impl Answer {
     pub fn outcome(&self) -> &'static str {
         match self {
             Answer::NothingNew => "nothing_new",
+            // A cursor moved past items that were not for this region.
+            Answer::Fresh { items, .. } if items.0.is_empty() => "nothing_new",
             Answer::Fresh { .. } => "new",
             Answer::Reset { .. } => "reset",
         }

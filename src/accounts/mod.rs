@@ -51,8 +51,13 @@ where
         let Some(id) = session.get::<i64>(USER_ID).await? else {
             return Ok(MaybeUser(None));
         };
+        if let Some(user) = state.users.get(&id) {
+            return Ok(MaybeUser(Some(user)));
+        }
         let user = store::by_id(&state.db, id).await?;
-        if user.is_none() {
+        if let Some(user) = &user {
+            state.users.insert(id, user.clone());
+        } else {
             // The account is gone; forget the stale session.
             session.flush().await?;
         }

@@ -204,7 +204,16 @@ async fn poll_content(
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
     let after = live::required_cursor(&query)?;
+    if state.statuses_head.is_at(after.0) {
+        return Ok(live::poll_response(
+            &state,
+            CONTENT.poll_url,
+            Answer::NothingNew,
+        ));
+    }
+
     let head = store::head(&state.db).await?;
+    state.statuses_head.raise(head);
     let changes = if after.0 < head {
         store::changes_between(&state.db, after.0, head, PAGE + 1).await?
     } else {

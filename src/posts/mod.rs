@@ -134,7 +134,16 @@ impl Feed {
     /// New posts after the client's cursor, or 204.
     async fn poll(self, state: &AppState, query: &PollQuery) -> AppResult<Response> {
         let after = live::required_cursor(query)?;
+        if state.posts_head.is_at(after.0) {
+            return Ok(live::poll_response(
+                state,
+                self.region().poll_url,
+                Answer::NothingNew,
+            ));
+        }
+
         let head = store::head(&state.db).await?;
+        state.posts_head.raise(head);
         if after.0 > head {
             // A cursor from the future (another database, a reset one): start over.
             let region = self.render(state, Transport::Poll).await?;
@@ -146,8 +155,18 @@ impl Feed {
         }
 
         let posts = self.between(state, after.0, head, PAGE + 1).await?;
-        let answer = if posts.is_empty() {
+        let answer = if posts.is_empty() && after.0 == head {
             Answer::NothingNew
+        } else if posts.is_empty() {
+            // Posts that were not for this feed: move the cursor past them anyway, so
+            // the next poll is at the head and answered from memory.
+            let control = self
+                .region()
+                .poll_control(Cursor(head), state.config.poll_interval());
+            Answer::Fresh {
+                items: html! {},
+                control: control.render_oob(),
+            }
         } else if posts.len() as i64 > PAGE {
             let region = self.render(state, Transport::Poll).await?;
             Answer::Reset {
@@ -194,7 +213,7 @@ impl Feed {
     }
 }
 
-fn all_topic() -> Topic {
+pub fn all_topic() -> Topic {
     Topic::new("posts")
 }
 
