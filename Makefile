@@ -2,7 +2,7 @@
 # the embedded defaults; `make test` runs every test against real SQLite, PostgreSQL
 # and headless Chromium.
 
-.PHONY: run test lint fmt sample services start stop status bench
+.PHONY: run test lint fmt sample services start stop status bench runfeed
 
 run:
 	cargo run --release
@@ -38,3 +38,9 @@ status:
 # Criterion benches of the hot paths; HTML reports in target/criterion.
 bench:
 	cargo bench --bench hot_paths
+
+# Polling against SSE on one live feed, measured (about two minutes; see
+# docs/results.md). Flags go in ARGS, e.g. make runfeed ARGS="--users 1000".
+runfeed:
+	cargo build --release --bin switchyard --bin runfeed
+	target/release/runfeed $(ARGS)
