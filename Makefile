@@ -42,5 +42,5 @@ bench:
 # Polling against SSE on one live feed, measured (about two minutes; see
 # docs/results.md). Flags go in ARGS, e.g. make runfeed ARGS="--users 1000".
 runfeed:
-	cargo build --release --bin switchyard --bin runfeed
+	cargo build --release -p switchyard -p loadtests --bin switchyard --bin runfeed
 	target/release/runfeed $(ARGS)

@@ -120,7 +120,7 @@ pub async fn drive(
     while Instant::now() < until {
         ticks.tick().await;
         let mut body = texts[n % texts.len()].clone();
-        if !mentioned.is_empty() && n % 2 == 0 {
+        if !mentioned.is_empty() && n.is_multiple_of(2) {
             body = format!("@{} {body}", mentioned[(n / 2) % mentioned.len()]);
         }
         let body: String = body.chars().take(MAX_CHARS).collect();

@@ -245,16 +245,14 @@ async fn run_phase(
     let mut last = pid.and_then(procstat::read);
     while started.elapsed() < Duration::from_secs(args.duration) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let (Some(pid), Some(prev)) = (pid, last) {
-            if let Some(now) = procstat::read(pid) {
-                let t = started.elapsed().as_secs_f64();
-                let cores = procstat::cores_between(&prev, &now);
-                server.push((t, cores, now.rss_kib as f64 / 1024.0));
-                last = Some(now);
-            }
+        if let (Some(prev), Some(now)) = (last, pid.and_then(procstat::read)) {
+            let t = started.elapsed().as_secs_f64();
+            let cores = procstat::cores_between(&prev, &now);
+            server.push((t, cores, now.rss_kib as f64 / 1024.0));
+            last = Some(now);
         }
         let secs = started.elapsed().as_secs();
-        if secs % 5 == 0 {
+        if secs.is_multiple_of(5) {
             let cpu = server
                 .last()
                 .map_or("n/a".into(), |r| format!("{:.2} cores", r.1));
