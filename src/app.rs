@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::metrics::{self, Metrics};
-use crate::{accounts, assets, hello, mastodon, pages, posts, security};
+use crate::{accounts, assets, compare, hello, mastodon, pages, posts, security};
 
 /// How long a shutdown waits for open connections before the process exits anyway.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -152,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(posts::router())
         .merge(mastodon::views::router())
+        .merge(compare::router())
         .merge(hello::router())
         .merge(assets::router())
         .merge(metrics::router())
