@@ -107,7 +107,8 @@ async fn compare(
                 "The same feed, statuses from " (state.ingest.describe_publicly())
                 ", in two panes. The counters start when this page loads. An item's delay "
                 "runs from the moment the server stored it to the moment this page shows "
-                "it, by this computer's clock against the server's."
+                "it, by this computer's clock against the server's. The Polling / SSE "
+                "switch at the top leaves these panes as they are."
             }
             div.compare { @for pane in panes { (pane) } }
             script src=(assets::COMPARE_JS) defer {}
@@ -149,7 +150,7 @@ fn pane_markup(list: StatusList, title: &str, how: Markup, region: Markup) -> Ma
                 }
             }
             figure.chart {
-                svg id={ (name) "-chart" } role="img" viewBox="0 0 300 96"
+                svg id={ (name) "-chart" } role="img" viewBox="0 0 300 70"
                     aria-labelledby={ (name) "-caption" } {}
                 figcaption id={ (name) "-caption" } {
                     span.key.p50 { "p50" } " and " span.key.p95 { "p95" }

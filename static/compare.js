@@ -6,7 +6,7 @@
   var RECENT = 50; // the chart's percentiles are over this many latest items
   var SPAN_MS = 60000; // the chart shows this much time, ending now
   var SVG = 'http://www.w3.org/2000/svg';
-  var BOX = { left: 38, right: 294, top: 6, bottom: 78, width: 300, height: 96 };
+  var BOX = { left: 38, right: 294, top: 6, bottom: 56, width: 300, height: 70 };
   var encoder = new TextEncoder();
 
   function byteLength(text) { return text ? encoder.encode(text).length : 0; }
@@ -25,7 +25,7 @@
   function formatMs(ms) {
     if (ms === null) return '–';
     if (Math.abs(ms) < 1000) return Math.round(ms) + ' ms';
-    return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
+    return Number((ms / 1000).toFixed(ms < 10000 ? 2 : 1)) + ' s';
   }
 
   function Pane(section) {
