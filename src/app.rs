@@ -22,7 +22,7 @@ use crate::error::AppError;
 use crate::heads::{self, Head};
 use crate::memo::Memo;
 use crate::metrics::{self, Metrics};
-use crate::{accounts, assets, hello, mastodon, pages, posts, security};
+use crate::{accounts, assets, compare, hello, mastodon, pages, posts, security};
 
 /// How long a session or user read from the database is trusted; see [`Memo`].
 const REMEMBERED: Duration = Duration::from_secs(10);
@@ -196,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(posts::router())
         .merge(mastodon::views::router())
+        .merge(compare::router())
         .merge(hello::router())
         .merge(assets::router())
         .merge(metrics::router())

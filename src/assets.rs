@@ -16,6 +16,7 @@ pub const HTMX_SSE: &str = "/static/htmx-ext-sse-2.2.4.min.js";
 pub const APP_JS: &str = "/static/app.js";
 pub const APP_CSS: &str = "/static/app.css";
 pub const FIREHOSE_JS: &str = "/static/firehose.js";
+pub const COMPARE_JS: &str = "/static/compare.js";
 
 const FILES: &[(&str, &str, &[u8])] = &[
     (
@@ -30,6 +31,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ),
     ("app.js", JS, include_bytes!("../static/app.js")),
     ("firehose.js", JS, include_bytes!("../static/firehose.js")),
+    ("compare.js", JS, include_bytes!("../static/compare.js")),
     (
         "app.css",
         "text/css; charset=utf-8",

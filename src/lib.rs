@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod app;
 pub mod assets;
+pub mod compare;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -151,8 +151,19 @@ impl Region {
 
     /// The whole region: control plus items.
     pub fn render(&self, spec: ControlSpec, items: Markup) -> Markup {
+        self.section(spec, items, None)
+    }
+
+    /// The whole region, kept on `spec.transport` when the page's toggle switches the
+    /// others: for pages that show the transports side by side.
+    pub fn render_pinned(&self, spec: ControlSpec, items: Markup) -> Markup {
+        self.section(spec, items, Some(spec.transport))
+    }
+
+    fn section(&self, spec: ControlSpec, items: Markup, pinned: Option<Transport>) -> Markup {
         html! {
             section id=(self.region_id()) class="live-region" data-live
+                data-pinned=[pinned.map(Transport::as_str)]
                 data-region-url=(self.region_url) data-control-url=(self.control_url) {
                 (self.control(spec))
                 div id=(self.items_id()) class="items" { (items) }

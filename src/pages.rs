@@ -66,6 +66,7 @@ pub fn layout(frame: &Frame<'_>, body: Markup) -> Markup {
                         a href="/posts/" { "All posts" }
                         a href="/posts/content/" { "Mastodon" }
                         a href="/firehose/" { "Firehose" }
+                        a href="/compare" { "Compare" }
                         a href="/hello/" { "Hello" }
                     }
                     form.toggle method="post" action="/transport" {

@@ -110,12 +110,15 @@
       });
   }
 
-  // The toggle: remember the choice, then swap each region's control in place. The
+  // The toggle: remember the choice, then swap each region's control in place (but
+  // not in a region pinned to one transport, as on the comparison page). The
   // old transport stops first (a poll in flight is aborted, SSE events are held back)
   // so the cursor handed to the new one is final: nothing twice, nothing missed.
   function switchRegion(region, transport) {
     var ctl = region.querySelector(':scope > .live-ctl');
-    if (!ctl || ctl.dataset.transport === transport) return Promise.resolve();
+    if (!ctl || region.dataset.pinned || ctl.dataset.transport === transport) {
+      return Promise.resolve();
+    }
     ctl.dataset.switching = '1';
     htmx.trigger(ctl, 'htmx:abort');
     var url = region.dataset.controlUrl + '?after=' + encodeURIComponent(ctl.dataset.cursor || '');

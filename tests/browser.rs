@@ -242,6 +242,85 @@ async fn pages_left_behind_release_their_streams() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_page_counts_both_transports_live_without_login() {
+    bounded(LIMIT, async {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let mut config = test_config(&db);
+        config.no_ingest = false;
+        config.replay_rate = 20.0;
+        let app = TestApp::start_with(db, config).await;
+        let driver = Driver::start().await;
+        let reader = driver.browser().await;
+
+        reader.goto(&app.url("/compare")).await;
+        wait_open(&reader, &["cmp-sse"]).await;
+        wait_streams(&app, 1, "the SSE pane's stream").await;
+        let figures = reader
+            .wait_for(
+                "live items, requests, bytes, delays and a chart in both panes",
+                COMPARE_READY,
+            )
+            .await;
+        println!("compare figures: {figures}");
+        unique_ids(&reader, "article.status").await;
+
+        // The toggle switches other pages; here each pane keeps its transport.
+        let cursor = "return document.getElementById('cmp-sse-ctl').dataset.cursor";
+        let before = reader.js(cursor).await;
+        reader.click(r#"[data-transport-choice="poll"]"#).await;
+        reader
+            .wait_for(
+                "the toggle to take the choice",
+                "return document.body.dataset.transport === 'poll'",
+            )
+            .await;
+        let later = format!("return Number({}) > {}", &cursor[7..], before);
+        reader.wait_for("more events on the SSE pane", &later).await;
+        let controls = reader
+            .js("return ['cmp-poll', 'cmp-sse'].map(name =>
+                     document.getElementById(name + '-ctl').dataset.transport)")
+            .await;
+        assert_eq!(controls, json!(["poll", "sse"]), "each pane keeps its own");
+        wait_streams(&app, 1, "the SSE pane's stream, still open").await;
+        assert_eq!(flash(&reader).await, "", "no error shown");
+
+        let picture = picture_dir().join("compare.png");
+        reader.screenshot(&picture).await;
+        println!("compare screenshot: {}", picture.display());
+        reader.close().await;
+    })
+    .await;
+}
+
+/// Answers the figures of both panes of `/compare` once each shows items that came in
+/// after the page loaded, has made requests and received bytes, shows its delays as
+/// numbers and has drawn its chart; `null` until then.
+const COMPARE_READY: &str = r#"
+    const figures = {};
+    for (const name of ['cmp-poll', 'cmp-sse']) {
+        const value = key => document.getElementById(`${name}-${key}`).dataset.value;
+        const chart = document.getElementById(`${name}-chart`);
+        const pane = {
+            requests: Number(value('requests')),
+            bytes: Number(value('bytes')),
+            shown: Number(value('shown')),
+            p50: value('p50'),
+            p95: value('p95'),
+            lines: chart.querySelectorAll('polyline[points]').length,
+            points: Number(chart.dataset.points),
+            marked: document.querySelectorAll(`#${name}-items > .status[data-delay-ms]`).length,
+        };
+        const number = text => text !== '' && Number.isFinite(Number(text));
+        const ready = pane.requests > 0 && pane.bytes > 0 && pane.shown >= 3
+            && number(pane.p50) && number(pane.p95) && pane.lines === 2 && pane.points > 0
+            && pane.marked > 0;
+        if (!ready) return null;
+        figures[name] = pane;
+    }
+    return figures;
+"#;
+
 /// Counts the page's XMLHttpRequests per path: how many were sent, how many are in
 /// flight, and the most that ever were at once. htmx polls through XMLHttpRequest;
 /// app.js's own fetches for switching are not counted.

@@ -182,3 +182,134 @@ async fn bundled_replay_plays_by_default() {
     );
     assert!(!page.contains("/data/"), "without the server's file paths");
 }
+
+/// `/compare` and its panes' endpoints: each pane keeps its own transport whatever the
+/// browser chose, and the polling pane's answers carry its own control and item ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_panes_answer_with_their_own_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("recording.sse");
+    std::fs::write(&file, recording()).unwrap();
+
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = test_config(&db);
+    config.no_ingest = false;
+    config.replay_file = Some(file);
+    config.replay_once = true;
+    config.replay_rate = 50.0;
+    let app = TestApp::start_with(db, config).await;
+    let state = app.state.clone();
+    eventually(WAIT, "the five changes of the recording", || {
+        let state = state.clone();
+        async move {
+            state
+                .ingest
+                .stored
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 5
+        }
+    })
+    .await;
+
+    let visitor = app.client();
+    let get = |path: &str, cookie: &str| {
+        visitor
+            .http
+            .get(app.url(path))
+            .header("cookie", format!("transport={cookie}"))
+            .send()
+    };
+
+    for chosen in ["poll", "sse"] {
+        let page = get("/compare", chosen).await.unwrap().text().await.unwrap();
+        assert!(
+            page.contains(r#"id="cmp-poll-ctl" class="live-ctl" data-transport="poll""#)
+                && page.contains(r#"hx-get="/compare/polling/poll?after=5""#),
+            "the polling pane polls with {chosen} chosen: {page}"
+        );
+        assert!(
+            page.contains(r#"id="cmp-sse-ctl" class="live-ctl" data-transport="sse""#)
+                && page.contains(r#"sse-connect="/realtime/content/stream/?after=5""#),
+            "the SSE pane streams with {chosen} chosen: {page}"
+        );
+        assert!(page.contains(r#"data-pinned="poll""#) && page.contains(r#"data-pinned="sse""#));
+        // The replay gives statuses ids of its own; two statuses are left, in each pane.
+        assert_eq!(
+            (
+                page.matches(r#"<article id="cmp-poll-status-"#).count(),
+                page.matches(r#"<article id="status-"#).count(),
+            ),
+            (2, 2),
+            "each pane shows the statuses under ids of its own: {page}"
+        );
+        assert!(
+            !page.contains("content-ctl"),
+            "not the mirror page's region"
+        );
+        assert!(
+            page.contains(r#"id="cmp-interval" data-value="500""#),
+            "the poll interval is shown"
+        );
+        assert!(page.contains(r#"href="/compare""#), "linked from the nav");
+    }
+
+    // A poller of the left pane that had seen the first three statuses.
+    let answer = get("/compare/polling/poll?after=3", "sse").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let html = answer.text().await.unwrap();
+    assert!(
+        html.contains(r#"<div id="cmp-poll-ctl" class="live-ctl" data-transport="poll""#)
+            && html.contains(r#"hx-get="/compare/polling/poll?after=5""#)
+            && html.contains(r##"hx-target="#cmp-poll-items""##)
+            && html.contains(r#"hx-swap-oob="true""#),
+        "the answer carries the pane's own control, advanced: {html}"
+    );
+    let edit = html.find(r#"<article id="cmp-poll-status-"#);
+    let delete = html.find(r#"<div id="cmp-poll-status-"#);
+    assert!(
+        edit.is_some() && delete.is_some() && html.contains(r#"hx-swap-oob="delete""#),
+        "the edit and the deletion name the pane's own items: {html}"
+    );
+    assert!(
+        !html.contains("content-ctl") && !html.contains(r#"id="status-"#),
+        "nothing for the other pane or the mirror page: {html}"
+    );
+
+    let nothing = get("/compare/polling/poll?after=5", "poll").await.unwrap();
+    assert_eq!(nothing.status(), 204, "nothing new");
+    assert_eq!(nothing.text().await.unwrap(), "");
+    let bare = get("/compare/polling/poll", "poll").await.unwrap();
+    assert_eq!(bare.status(), 422, "a poll needs its cursor");
+    let unknown = get("/compare/carrier-pigeon/poll?after=1", "poll")
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // Controls and regions for app.js keep each pane's transport too.
+    let sse_control = get("/compare/sse/control?after=4", "poll").await.unwrap();
+    let sse_control = sse_control.text().await.unwrap();
+    assert!(
+        sse_control.contains(r#"id="cmp-sse-ctl""#)
+            && sse_control.contains(r#"sse-connect="/realtime/content/stream/?after=4""#)
+            && sse_control.contains(r##"hx-target="#cmp-sse-items""##),
+        "{sse_control}"
+    );
+    let poll_control = get("/compare/polling/control?after=4", "sse")
+        .await
+        .unwrap();
+    let poll_control = poll_control.text().await.unwrap();
+    assert!(
+        poll_control.contains(r#"hx-get="/compare/polling/poll?after=4""#),
+        "{poll_control}"
+    );
+    let region = get("/compare/sse/region", "poll").await.unwrap();
+    let region = region.text().await.unwrap();
+    assert!(
+        region.contains(r#"id="cmp-sse-region""#)
+            && region.contains(r#"data-pinned="sse""#)
+            && region.matches(r#"<article id="status-"#).count() == 2
+            && !region.contains("second"),
+        "{region}"
+    );
+}

@@ -199,7 +199,8 @@ async fn publish(state: &AppState, change: &Change, kind: &str) {
             BusEvent {
                 id,
                 name: "item".into(),
-                data: views::change_fragment(change, change.seq - 1).into_string(),
+                data: views::change_fragment(views::STATUS_IDS, change, change.seq - 1)
+                    .into_string(),
                 published_ms,
             },
         )

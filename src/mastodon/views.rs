@@ -31,6 +31,26 @@ pub const CONTENT: Region = Region {
     swap: "afterbegin",
 };
 
+/// The prefix of a status's DOM id in the mirror's stream (`status-ID`).
+pub const STATUS_IDS: &str = "status-";
+
+/// A list of statuses on a page: its region, the prefix of its items' DOM ids and,
+/// when it always uses one transport, that transport. Two lists on one page need
+/// different prefixes, or an edit or deletion meant for one would land in both.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusList {
+    pub region: Region,
+    pub ids: &'static str,
+    pub pinned: Option<Transport>,
+}
+
+/// The mirror's own page: the browser's transport, the stream's DOM ids.
+pub const CONTENT_LIST: StatusList = StatusList {
+    region: CONTENT,
+    ids: STATUS_IDS,
+    pinned: None,
+};
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/posts/content/", get(content))
@@ -44,11 +64,18 @@ pub fn router() -> Router<AppState> {
         .route("/firehose/poll", get(poll_firehose))
 }
 
-/// One status as shown everywhere: page, poll answer and SSE event.
-pub fn status_item(seq: u64, status: &StoredStatus, received_ms: i64, oob: bool) -> Markup {
+/// One status as shown everywhere: page, poll answer and SSE event. `ids` prefixes
+/// its DOM id (see [`StatusList`]).
+pub fn status_item(
+    ids: &str,
+    seq: u64,
+    status: &StoredStatus,
+    received_ms: i64,
+    oob: bool,
+) -> Markup {
     let hidden = status.sensitive || !status.spoiler_text.is_empty();
     html! {
-        article id={ "status-" (status.id) } class="item status" data-cursor=(seq)
+        article id={ (ids) (status.id) } class="item status" data-cursor=(seq)
             data-published-ms=(received_ms) lang=[status.language.as_deref()]
             hx-swap-oob=[oob.then_some("true")] {
             header {
@@ -121,12 +148,12 @@ fn short_time(iso: &str) -> &str {
 
 /// A change as a client at cursor `after` needs it: a new status, an edit replacing
 /// the shown one, or a deletion removing it.
-pub fn change_fragment(change: &Change, after: u64) -> Markup {
+pub fn change_fragment(ids: &str, change: &Change, after: u64) -> Markup {
     match &change.status {
-        None => html! { div id={ "status-" (change.status_id) } hx-swap-oob="delete" {} },
+        None => html! { div id={ (ids) (change.status_id) } hx-swap-oob="delete" {} },
         Some(status) => {
             let is_new = change.first_seq > after;
-            status_item(change.seq, status, change.received_ms, !is_new)
+            status_item(ids, change.seq, status, change.received_ms, !is_new)
         }
     }
 }
@@ -142,23 +169,50 @@ pub fn firehose_json(change: &Change, kind: &str) -> String {
     .to_string()
 }
 
-async fn render_content(state: &AppState, transport: Transport) -> AppResult<Markup> {
-    let head = store::head(&state.db).await?;
-    let latest = store::latest(&state.db, head, PAGE).await?;
+/// A list's region at `head`, showing `latest`, with the list's transport if it is
+/// pinned, else `transport`.
+pub fn list_markup(
+    state: &AppState,
+    list: StatusList,
+    transport: Transport,
+    head: u64,
+    latest: &[Change],
+) -> Markup {
+    let transport = list.pinned.unwrap_or(transport);
     let spec = ControlSpec {
         transport,
         cursor: Cursor(head),
         every: state.config.poll_interval(),
     };
     let items = html! {
-        @for change in &latest {
+        @for change in latest {
             @if let Some(status) = &change.status {
-                (status_item(change.seq, status, change.received_ms, false))
+                (status_item(list.ids, change.seq, status, change.received_ms, false))
             }
         }
         @if latest.is_empty() { p.empty { "Waiting for the first statuses…" } }
     };
-    Ok(CONTENT.render(spec, items))
+    match list.pinned {
+        Some(_) => list.region.render_pinned(spec, items),
+        None => list.region.render(spec, items),
+    }
+}
+
+/// The head of the mirror and the latest statuses up to it, for rendering lists.
+pub async fn latest(state: &AppState) -> AppResult<(u64, Vec<Change>)> {
+    let head = store::head(&state.db).await?;
+    let latest = store::latest(&state.db, head, PAGE).await?;
+    Ok((head, latest))
+}
+
+/// A list's region, rendered afresh.
+pub async fn render_list(
+    state: &AppState,
+    list: StatusList,
+    transport: Transport,
+) -> AppResult<Markup> {
+    let (head, latest) = latest(state).await?;
+    Ok(list_markup(state, list, transport, head, &latest))
 }
 
 async fn content(
@@ -166,7 +220,7 @@ async fn content(
     user: MaybeUser,
     transport: Chosen,
 ) -> AppResult<Markup> {
-    let region = render_content(&state, transport.0).await?;
+    let region = render_list(&state, CONTENT_LIST, transport.0).await?;
     let frame = Frame::new("Mastodon mirror", &user, transport);
     Ok(layout(
         &frame,
@@ -182,7 +236,7 @@ async fn content(
 }
 
 async fn content_region(State(state): State<AppState>, transport: Chosen) -> AppResult<Markup> {
-    render_content(&state, transport.0).await
+    render_list(&state, CONTENT_LIST, transport.0).await
 }
 
 async fn content_control(
@@ -190,24 +244,46 @@ async fn content_control(
     transport: Chosen,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Markup> {
-    let after = live::required_cursor(&query)?;
-    Ok(CONTENT.control(ControlSpec {
-        transport: transport.0,
+    list_control(&state, CONTENT_LIST, transport.0, &query)
+}
+
+async fn poll_content(
+    State(state): State<AppState>,
+    Query(query): Query<PollQuery>,
+) -> AppResult<Response> {
+    poll_list(&state, CONTENT_LIST, &query).await
+}
+
+/// A list's control at the asked cursor, for the list's pinned transport or else the
+/// browser's.
+pub fn list_control(
+    state: &AppState,
+    list: StatusList,
+    transport: Transport,
+    query: &PollQuery,
+) -> AppResult<Markup> {
+    let after = live::required_cursor(query)?;
+    Ok(list.region.control(ControlSpec {
+        transport: list.pinned.unwrap_or(transport),
         cursor: after,
         every: state.config.poll_interval(),
     }))
 }
 
-#[instrument(skip_all)]
-async fn poll_content(
-    State(state): State<AppState>,
-    Query(query): Query<PollQuery>,
+/// A poll of a list: the changes after the cursor with the list's own control, 204
+/// when there are none, the whole region when the cursor cannot be continued from.
+#[instrument(skip_all, fields(region = list.region.name))]
+pub async fn poll_list(
+    state: &AppState,
+    list: StatusList,
+    query: &PollQuery,
 ) -> AppResult<Response> {
-    let after = live::required_cursor(&query)?;
+    let region = list.region;
+    let after = live::required_cursor(query)?;
     if state.statuses_head.is_at(after.0) {
         return Ok(live::poll_response(
-            &state,
-            CONTENT.poll_url,
+            state,
+            region.poll_url,
             Answer::NothingNew,
         ));
     }
@@ -222,19 +298,21 @@ async fn poll_content(
 
     let answer = if after.0 > head || changes.len() as i64 > PAGE {
         Answer::Reset {
-            region_id: CONTENT.region_id(),
-            region: render_content(&state, Transport::Poll).await?,
+            region_id: region.region_id(),
+            region: render_list(state, list, Transport::Poll).await?,
         }
     } else if changes.is_empty() {
         Answer::NothingNew
     } else {
-        let control = CONTENT.poll_control(Cursor(head), state.config.poll_interval());
+        let control = region.poll_control(Cursor(head), state.config.poll_interval());
+        let items =
+            html! { @for change in &changes { (change_fragment(list.ids, change, after.0)) } };
         Answer::Fresh {
-            items: html! { @for change in &changes { (change_fragment(change, after.0)) } },
+            items,
             control: control.render_oob(),
         }
     };
-    Ok(live::poll_response(&state, CONTENT.poll_url, answer))
+    Ok(live::poll_response(state, region.poll_url, answer))
 }
 
 #[instrument(skip_all)]
