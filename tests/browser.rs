@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use browser_support::{Browser, Driver, WAIT, bounded, picture_dir};
 use serde_json::{Value, json};
-use support::{Backend, TestApp, TestDb, test_config};
+use support::{Backend, TestApp};
 
 /// The most one browser test may take, Chromium's start-up included.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -88,11 +88,7 @@ async fn mention_arrives_live_over_sse_then_polling_and_the_toggle_never_reloads
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mastodon_mirror_updates_live_in_both_modes() {
     bounded(LIMIT, async {
-        let db = TestDb::new(Backend::Sqlite).await;
-        let mut config = test_config(&db);
-        config.no_ingest = false;
-        config.replay_rate = 20.0;
-        let app = TestApp::start_with(db, config).await;
+        let app = TestApp::replaying(Backend::Sqlite, 20.0, None).await;
         let driver = Driver::start().await;
         let reader = driver.browser().await;
 
@@ -245,11 +241,7 @@ async fn pages_left_behind_release_their_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_page_counts_both_transports_live_without_login() {
     bounded(LIMIT, async {
-        let db = TestDb::new(Backend::Sqlite).await;
-        let mut config = test_config(&db);
-        config.no_ingest = false;
-        config.replay_rate = 20.0;
-        let app = TestApp::start_with(db, config).await;
+        let app = TestApp::replaying(Backend::Sqlite, 20.0, None).await;
         let driver = Driver::start().await;
         let reader = driver.browser().await;
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Backend, TestApp, TestDb, eventually, test_config};
+use support::{Backend, TestApp};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -63,13 +63,7 @@ async fn replayed_changes_reach_both_transports(backend: Backend) {
     let file = dir.path().join("recording.sse");
     std::fs::write(&file, recording()).unwrap();
 
-    let db = TestDb::new(backend).await;
-    let mut config = test_config(&db);
-    config.no_ingest = false;
-    config.replay_file = Some(file);
-    config.replay_once = true;
-    config.replay_rate = 20.0;
-    let app = TestApp::start_with(db, config).await;
+    let app = TestApp::replaying(backend, 20.0, Some(file)).await;
     let visitor = app.client();
 
     // From cursor 0 the stream sends what was published before it connected, then live.
@@ -152,24 +146,8 @@ async fn replayed_changes_reach_both_transports(backend: Backend) {
 /// The bundled recording plays by default and keeps the mirror moving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundled_replay_plays_by_default() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let mut config = test_config(&db);
-    config.no_ingest = false;
-    config.replay_rate = 200.0;
-    let app = TestApp::start_with(db, config).await;
-
-    let state = app.state.clone();
-    eventually(WAIT, "100 stored statuses", || {
-        let state = state.clone();
-        async move {
-            state
-                .ingest
-                .stored
-                .load(std::sync::atomic::Ordering::Relaxed)
-                >= 100
-        }
-    })
-    .await;
+    let app = TestApp::replaying(Backend::Sqlite, 200.0, None).await;
+    app.wait_stored(100).await;
     let page = app.client().text("/posts/content/").await;
     assert_eq!(
         page.matches("class=\"item status\"").count(),
@@ -191,25 +169,8 @@ async fn compare_panes_answer_with_their_own_controls() {
     let file = dir.path().join("recording.sse");
     std::fs::write(&file, recording()).unwrap();
 
-    let db = TestDb::new(Backend::Sqlite).await;
-    let mut config = test_config(&db);
-    config.no_ingest = false;
-    config.replay_file = Some(file);
-    config.replay_once = true;
-    config.replay_rate = 50.0;
-    let app = TestApp::start_with(db, config).await;
-    let state = app.state.clone();
-    eventually(WAIT, "the five changes of the recording", || {
-        let state = state.clone();
-        async move {
-            state
-                .ingest
-                .stored
-                .load(std::sync::atomic::Ordering::Relaxed)
-                >= 5
-        }
-    })
-    .await;
+    let app = TestApp::replaying(Backend::Sqlite, 50.0, Some(file)).await;
+    app.wait_stored(5).await;
 
     let visitor = app.client();
     let get = |path: &str, cookie: &str| {

@@ -183,7 +183,7 @@ pub fn plot_delays(phases: &[Phase], path: &Path) -> anyhow::Result<()> {
         .x_desc("delay (ms, log scale)")
         .y_desc("share of items")
         .draw()?;
-    for (i, phase) in phases.iter().enumerate() {
+    let lines = phases.iter().map(|phase| {
         let mut sorted = phase.tally.delays.ms.clone();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len().max(1) as f64;
@@ -192,19 +192,11 @@ pub fn plot_delays(phases: &[Phase], path: &Path) -> anyhow::Result<()> {
             .iter()
             .enumerate()
             .step_by(step)
-            .map(|(k, &d)| (d.max(0.1), (k + 1) as f64 / n));
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-            .label(phase.name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
+            .map(|(k, &d)| (d.max(0.1), (k + 1) as f64 / n))
+            .collect();
+        (phase.name.clone(), points)
+    });
+    draw_lines(&mut chart, lines, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
@@ -238,22 +230,39 @@ pub fn plot_server(phases: &[Phase], path: &Path) -> anyhow::Result<()> {
             .x_desc("seconds into the phase")
             .y_desc(unit)
             .draw()?;
-        for (i, phase) in phases.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
+        let lines = phases.iter().map(|phase| {
             let points = phase.server.iter().skip(1).map(|r| (r.0, value(r)));
-            chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-                .label(phase.name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+            (phase.name.clone(), points.collect())
+        });
+        draw_lines(&mut chart, lines, SeriesLabelPosition::UpperRight)?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// One coloured, labelled line per phase, and the legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: impl Iterator<Item = (String, Vec<(f64, f64)>)>,
+    legend_at: SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, points)) in lines.enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend_at)
+        .draw()?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -207,6 +208,32 @@ impl TestApp {
         let db = TestDb::new(backend).await;
         let config = test_config(&db);
         TestApp::start_with(db, config).await
+    }
+
+    /// An app whose ingester replays `file` once, or the bundled recording in a loop
+    /// when `None`, at `rate` statuses a second.
+    pub async fn replaying(backend: Backend, rate: f64, file: Option<PathBuf>) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let mut config = test_config(&db);
+        config.no_ingest = false;
+        config.replay_once = file.is_some();
+        config.replay_file = file;
+        config.replay_rate = rate;
+        TestApp::start_with(db, config).await
+    }
+
+    /// Waits until the ingester has stored `count` statuses.
+    pub async fn wait_stored(&self, count: u64) {
+        let state = self.state.clone();
+        eventually(
+            Duration::from_secs(10),
+            &format!("{count} stored statuses"),
+            || {
+                let state = state.clone();
+                async move { state.ingest.stored.load(Ordering::Relaxed) >= count }
+            },
+        )
+        .await;
     }
 
     pub async fn start_with(db: TestDb, config: Config) -> TestApp {
