@@ -1,10 +1,10 @@
-//! Password hashing with argon2id, kept off the async executor: one hash costs tens of
-//! milliseconds of CPU, which would stall every other connection on that worker.
+//! Password hashing with argon2id, on threads of its own: one hash costs tens of
+//! milliseconds of CPU, which would stall every other connection on an executor thread.
 
-use std::sync::LazyLock;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, mpsc};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
-use tokio::sync::Semaphore;
 
 use crate::error::AppError;
 
@@ -27,25 +27,54 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// Hashes at once. Each argon2id run holds about 19 MiB for its duration; unbounded,
-/// a burst of log-ins (or of wrong passwords) would take memory by the gigabyte, and
-/// the allocator keeps it afterwards. More than the cores would only queue for CPU.
-static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+/// Threads that hash. Each argon2id run holds about 19 MiB; the allocator keeps that
+/// memory for the thread that used it, so hashing on the shared blocking pool (which
+/// grows to many threads) left a retained block on each of them: about 200 MiB after
+/// a dozen sign-ups. A fixed thread per core bounds it to one block per core, and more
+/// threads than cores would only queue for CPU anyway. Jobs wait in the queue.
+static HASHERS: LazyLock<Mutex<mpsc::Sender<Job>>> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Semaphore::new(cores)
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..cores {
+        let queue = queue.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("argon2-{n}"))
+            .spawn(move || {
+                loop {
+                    let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    match job {
+                        // A panicking job fails its own request, not the thread.
+                        Ok(job) => drop(std::panic::catch_unwind(AssertUnwindSafe(job))),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "starting a password hashing thread failed");
+        }
+    }
+    Mutex::new(jobs)
 });
 
-/// Runs one hashing job under the [`HASHING`] limit, off the async executor.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs one hashing job on the [`HASHERS`] threads.
 async fn limited<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
-    let _permit = HASHING
-        .acquire()
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(job());
+    });
+    HASHERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send(job)
+        .map_err(|_| AppError::from(anyhow::anyhow!("no password hashing thread runs")))?;
+    result
         .await
-        .map_err(|e| AppError::from(anyhow::anyhow!("hashing limit: {e}")))?;
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|e| AppError::from(anyhow::anyhow!("password hashing task: {e}")))
+        .map_err(|e| AppError::from(anyhow::anyhow!("password hashing job: {e}")))
 }
 
 /// The PHC string of a new argon2id hash of `password`.
