@@ -2,4 +2,5 @@
 //! with goose; `streams` finds how many SSE streams one instance holds.
 
 pub mod procstat;
+pub mod sse;
 pub mod stats;
