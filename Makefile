@@ -2,7 +2,7 @@
 # the embedded defaults; `make test` runs every test against real SQLite, PostgreSQL
 # and headless Chromium.
 
-.PHONY: run test lint fmt sample services start stop status bench
+.PHONY: run test lint fmt sample services start stop status bench streams
 
 run:
 	cargo run --release
@@ -38,3 +38,10 @@ status:
 # Criterion benches of the hot paths; HTML reports in target/criterion.
 bench:
 	cargo bench --bench hot_paths
+
+# How many SSE streams one server holds: starts a release server on a free loopback
+# port with a fresh SQLite database, opens the streams, prints the figures (also in
+# target/streams/summary.md) and stops the server. Flags: see `streams --help`.
+streams:
+	cargo build --release --bin switchyard
+	cargo run --release -p loadtests --bin streams -- --spawn-server $(STREAMS_ARGS)

@@ -70,8 +70,8 @@ struct Args {
     /// and stop it at the end.
     #[arg(long)]
     spawn_server: bool,
-    /// The server binary for --spawn-server; default `$CARGO_TARGET_DIR/release/switchyard`
-    /// or `target/release/switchyard`.
+    /// The server binary for --spawn-server; default `switchyard` next to this program,
+    /// else `$CARGO_TARGET_DIR/release/switchyard` or `target/release/switchyard`.
     #[arg(long, env = "SWITCHYARD_BIN")]
     server_bin: Option<PathBuf>,
     /// Replayed statuses per second of the spawned server.
@@ -672,10 +672,17 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .fold(0.0, |sum, value| sum + value)
 }
 
-/// The server binary to start: the flag, then the shared target directory, then ./target.
+/// The server binary to start: the flag, then the one built next to this program, then
+/// the one in `$CARGO_TARGET_DIR` or ./target.
 fn server_binary(args: &Args) -> PathBuf {
     if let Some(bin) = &args.server_bin {
         return bin.clone();
+    }
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("switchyard")));
+    if let Some(sibling) = sibling.filter(|path| path.exists()) {
+        return sibling;
     }
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
