@@ -2,7 +2,7 @@
 # the embedded defaults; `make test` runs every test against real SQLite, PostgreSQL
 # and headless Chromium.
 
-.PHONY: run test lint fmt sample services start stop status bench runfeed
+.PHONY: run test lint fmt sample services start stop status bench runfeed streams
 
 run:
 	cargo run --release
@@ -44,3 +44,11 @@ bench:
 runfeed:
 	cargo build --release -p switchyard -p loadtests --bin switchyard --bin runfeed
 	target/release/runfeed $(ARGS)
+
+# How many SSE streams one server holds: starts a release server on a free loopback
+# port with a fresh SQLite database, opens the streams, prints the figures (also in
+# target/streams/summary.md) and stops the server. Flags go in ARGS, e.g.
+# make streams ARGS="--streams 10000 --replay-rate 1"; see `streams --help`.
+streams:
+	cargo build --release -p switchyard -p loadtests --bin switchyard --bin streams
+	target/release/streams --spawn-server $(ARGS)

@@ -268,7 +268,9 @@ impl Application {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, url = format!("http://{addr}/"), "switchyard listening");
 
-        let app = router(state);
+        // Made into a service once: serving the router itself rebuilds its route table
+        // for every connection, tens of KiB that an open stream would hold all its life.
+        let app = router(state).into_make_service();
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             stop.await;

@@ -7,4 +7,5 @@ pub mod items;
 pub mod procstat;
 pub mod report;
 pub mod server;
+pub mod sse;
 pub mod stats;
