@@ -59,6 +59,8 @@ struct State<G> {
     /// The resume point: the client had everything up to it before this stream.
     after: Option<EventId>,
     /// Ids sent lately, to tell a repeat from an event that arrives late.
+    /// Grows as events are sent rather than up front: most streams of a quiet topic
+    /// never send hundreds of events, and 4 KiB each adds up at 20,000 streams.
     recent: VecDeque<EventId>,
     retry: Duration,
     shutdown: Option<watch::Receiver<bool>>,
@@ -101,7 +103,7 @@ pub fn event_stream<G: Send + 'static>(
         // (published between its page's render and this subscription) is skipped.
         last_sent: after,
         after,
-        recent: VecDeque::with_capacity(RECENT),
+        recent: VecDeque::new(),
         retry: options.retry,
         shutdown: options.shutdown.clone(),
         on_sent,
