@@ -246,6 +246,8 @@ async fn compare_panes_answer_with_their_own_controls() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    let sse_poll = get("/compare/sse/poll?after=1", "poll").await.unwrap();
+    assert_eq!(sse_poll.status(), 404, "the SSE pane never polls");
 
     // Controls and regions for app.js keep each pane's transport too.
     let sse_control = get("/compare/sse/control?after=4", "poll").await.unwrap();

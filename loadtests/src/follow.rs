@@ -73,6 +73,9 @@ pub async fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
     config.no_telnet = true;
     config.no_websocket = true;
     config.running_metrics = None;
+    // Goose would start its counts afresh once all users run; the tally counts from the
+    // first request, and the two should agree.
+    config.no_reset_metrics = true;
 
     let scenario = match spec.poll_ms {
         Some(ms) => scenario!("poll")

@@ -234,7 +234,13 @@ pub fn plot_server(phases: &[Phase], path: &Path) -> anyhow::Result<()> {
             let points = phase.server.iter().skip(1).map(|r| (r.0, value(r)));
             (phase.name.clone(), points.collect())
         });
-        draw_lines(&mut chart, lines, SeriesLabelPosition::UpperRight)?;
+        // RSS lines run flat near the top; their legend goes below them.
+        let legend_at = if pick == 1 {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        };
+        draw_lines(&mut chart, lines, legend_at)?;
     }
     root.present()?;
     Ok(())

@@ -3,10 +3,11 @@
 
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// A server this run started; stopped when dropped.
 pub struct Spawned {
@@ -44,23 +45,37 @@ pub async fn spawn(binary: &Path, poll_ms: u64, log: &Path) -> anyhow::Result<Sp
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = child.id();
-    let server = Spawned {
+    let mut server = Spawned {
         base,
         pid,
         child,
         _dir: dir,
     };
-    wait_healthy(&server.base, Duration::from_secs(30)).await?;
+
+    let started = Instant::now();
+    while !healthy(&server.base).await {
+        if let Some(status) = server.child.try_wait()? {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("{} exited at once ({status}):\n{log}", binary.display());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("{} did not answer /healthz within 30 s", binary.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(server)
+}
+
+async fn healthy(base: &str) -> bool {
+    let answer = reqwest::get(format!("{base}/healthz")).await;
+    answer.is_ok_and(|a| a.status().is_success())
 }
 
 /// Waits for `/healthz` to answer 200.
 pub async fn wait_healthy(base: &str, limit: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
-        let answer = client.get(format!("{base}/healthz")).send().await;
-        if answer.is_ok_and(|a| a.status().is_success()) {
+        if healthy(base).await {
             return Ok(());
         }
         if started.elapsed() > limit {
@@ -68,6 +83,40 @@ pub async fn wait_healthy(base: &str, limit: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The exit code of a tool's run, printing its error as one readable message (with its
+/// causes) rather than a debug dump and, with `RUST_BACKTRACE` set, a stack trace.
+pub fn exit_code(tool: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{tool}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `work` until it ends or the process is told to stop (Ctrl-C, SIGTERM). On a
+/// signal `work` is dropped, and with it the server and client processes it started.
+pub async fn or_interrupted<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; the servers this run started are stopped"),
+        _ = terminate.recv() => bail!("terminated; the servers this run started are stopped"),
+    }
+}
+
+/// The base address of `--host` (`http://127.0.0.1:8000`), refused when it is not this
+/// machine (load goes to loopback only) or not a plain HTTP origin.
+pub fn check_host(host: &str) -> anyhow::Result<String> {
+    check_loopback(host)?;
+    let url = reqwest::Url::parse(host)?;
+    if url.scheme() != "http" || !matches!(url.path(), "" | "/") || url.query().is_some() {
+        bail!("--host {host}: give an origin such as http://127.0.0.1:8000, without a path");
+    }
+    Ok(host.trim_end_matches('/').to_owned())
 }
 
 /// Refuses any host that is not this machine: load goes to loopback only.
@@ -148,6 +197,26 @@ mod tests {
         ];
         for (host, ok) in hosts {
             assert_eq!(check_loopback(host).is_ok(), ok, "{host}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_plain_origins() {
+        assert_eq!(
+            check_host("http://127.0.0.1:8000/").unwrap(),
+            "http://127.0.0.1:8000"
+        );
+        assert_eq!(
+            check_host("http://localhost:1").unwrap(),
+            "http://localhost:1"
+        );
+        for bad in [
+            "ftp://127.0.0.1",
+            "http://127.0.0.1/path",
+            "http://127.0.0.1/?q",
+        ] {
+            let message = check_host(bad).unwrap_err().to_string();
+            assert!(message.contains("without a path"), "{bad}: {message}");
         }
     }
 

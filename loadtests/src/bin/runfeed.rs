@@ -3,7 +3,7 @@
 //! Writes `summary.md`, plots and goose's HTML reports under `target/runfeed/`.
 
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -61,21 +61,32 @@ struct Args {
 const RAMP_SECS: u64 = 3;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(spec) = &args.worker {
-        let spec: WorkerSpec = serde_json::from_str(spec).context("worker spec")?;
-        return follow::run_worker(spec).await;
+    let result = match &args.worker {
+        Some(spec) => match serde_json::from_str::<WorkerSpec>(spec) {
+            Ok(spec) => follow::run_worker(spec).await,
+            Err(error) => Err(anyhow::Error::new(error).context("worker spec")),
+        },
+        None => match check(&args) {
+            Ok(()) => server::or_interrupted(run(args)).await,
+            Err(error) => Err(error),
+        },
+    };
+    server::exit_code("runfeed", result)
+}
+
+async fn run(mut args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    if let Some(host) = &args.host {
+        let host = server::check_host(host)?;
+        server::wait_healthy(&host, Duration::from_secs(5)).await?;
+        args.host = Some(host);
     }
-    check(&args)?;
-    std::fs::create_dir_all(&args.out)?;
 
     let spawned = match &args.host {
-        Some(host) => {
-            server::check_loopback(host)?;
-            server::wait_healthy(host, Duration::from_secs(5)).await?;
-            None
-        }
+        Some(_) => None,
         None => {
             let binary = args
                 .server_binary

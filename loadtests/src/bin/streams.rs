@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -195,26 +195,44 @@ fn instant_at(unix_ms: u64) -> Instant {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(plan) = &args.worker_plan {
-        let plan: WorkerPlan = serde_json::from_str(plan).context("reading the worker plan")?;
-        let report = run_worker(plan).await;
-        println!("{}", serde_json::to_string(&report)?);
-        return Ok(());
-    }
-    run(args).await
+    let result = match &args.worker_plan {
+        Some(plan) => worker(plan).await,
+        None => loadtests::server::or_interrupted(run(args)).await,
+    };
+    loadtests::server::exit_code("streams", result)
 }
 
-/// A server this run started, stopped when the run ends.
+async fn worker(plan: &str) -> anyhow::Result<()> {
+    let plan: WorkerPlan = serde_json::from_str(plan).context("reading the worker plan")?;
+    let report = run_worker(plan).await;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// A server this run started, stopped when the run ends; killed, and its data removed,
+/// when dropped early (an error, or the run interrupted).
 struct SpawnedServer {
     child: tokio::process::Child,
     dir: PathBuf,
 }
 
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 async fn run(mut args: Args) -> anyhow::Result<()> {
-    if args.streams == 0 || args.ramp <= 0.0 {
-        bail!("--streams and --ramp must be positive");
+    if args.streams == 0 || !(args.ramp > 0.0 && args.ramp.is_finite()) {
+        bail!("--streams and --ramp must be positive numbers");
+    }
+    if !(args.replay_rate >= 0.0 && args.replay_rate.is_finite()) {
+        bail!("--replay-rate must be a number, 0 or more");
+    }
+    if args.sources > 253 {
+        bail!("at most 253 source addresses (127.0.0.2 to 127.0.0.254)");
     }
     if args.hold_secs <= args.settle_secs {
         bail!("--hold-secs must be longer than --settle-secs");
@@ -236,7 +254,7 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     if let Some(server) = server {
         stop_server(server).await;
     }
-    let summary = result?;
+    let (summary, opened) = result?;
     print!("{summary}");
     if let Some(dir) = args.summary.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -244,6 +262,9 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     std::fs::write(&args.summary, &summary)
         .with_context(|| format!("writing {}", args.summary.display()))?;
     eprintln!("summary written to {}", args.summary.display());
+    if opened == 0 {
+        bail!("no stream opened; see the failures above");
+    }
     Ok(())
 }
 
@@ -280,7 +301,8 @@ async fn snapshot(args: &Args) -> ServerSnapshot {
     }
 }
 
-async fn measure(args: &Args) -> anyhow::Result<String> {
+/// The summary, and how many streams opened.
+async fn measure(args: &Args) -> anyhow::Result<(String, u64)> {
     let per_process = streams_per_process() as usize;
     let processes = match args.processes {
         0 => args.streams.div_ceil(per_process),
@@ -345,7 +367,8 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
         reports.push(worker.await.context("client task")??);
     }
     let after_close = snapshot(args).await;
-    Ok(render(&Rendering {
+    let opened: u64 = reports.iter().map(|r| r.opened).sum();
+    let summary = render(&Rendering {
         args,
         processes,
         sources,
@@ -355,7 +378,8 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
         end_ms,
         reports: &reports,
         server: [before, window_open, window_close, after_close],
-    }))
+    });
+    Ok((summary, opened))
 }
 
 async fn run_child(exe: &Path, plan: &str) -> anyhow::Result<WorkerReport> {
@@ -780,7 +804,6 @@ async fn stop_server(mut server: SpawnedServer) {
             let _ = server.child.kill().await;
         }
     }
-    let _ = std::fs::remove_dir_all(&server.dir);
 }
 
 struct Rendering<'a> {
