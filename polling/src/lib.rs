@@ -36,7 +36,19 @@ pub struct BadCursor(pub String);
 
 impl fmt::Display for BadCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}' is not a cursor: expected a whole number", self.0)
+        // The value goes back into a page: control characters are shown escaped and a
+        // long value is cut.
+        let shown: String = self.0.chars().take(40).collect();
+        let more = if self.0.chars().count() > 40 {
+            "…"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "'{}{more}' is not a cursor: expected a whole number",
+            shown.escape_debug()
+        )
     }
 }
 
@@ -175,6 +187,17 @@ mod tests {
         assert!(query(Some("-3")).cursor().is_err());
         assert!(query(Some("abc")).cursor().is_err());
         assert!(query(Some("184467440737095516150")).cursor().is_err());
+    }
+
+    #[test]
+    fn bad_cursors_are_echoed_escaped_and_short() {
+        let message = BadCursor("a\0b".into()).to_string();
+        assert_eq!(message, "'a\\0b' is not a cursor: expected a whole number");
+        let long = BadCursor("x".repeat(500)).to_string();
+        assert!(
+            long.starts_with(&format!("'{}…'", "x".repeat(40))),
+            "{long}"
+        );
     }
 
     #[test]
