@@ -70,6 +70,12 @@ impl Default for Metrics {
         let ingest_messages = Family::<StateLabel, Gauge>::default();
         let ingest_reconnects = Gauge::default();
 
+        // Both transports' byte counts from the start, so a dashboard comparing them
+        // has two series (at zero) before the first client.
+        for transport in ["poll", "sse"] {
+            bytes_sent.get_or_create(&TransportLabel { transport });
+        }
+
         let mut registry = Registry::with_prefix("switchyard");
         registry.register("open_streams", "SSE streams open now", open_streams.clone());
         registry.register(

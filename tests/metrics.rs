@@ -18,6 +18,16 @@ fn sample(text: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_streams_events_polls_and_delay() {
     let app = TestApp::start(Backend::Sqlite).await;
+    let fresh = app.client().text("/metrics").await;
+    for transport in ["poll", "sse"] {
+        let series = format!(r#"switchyard_bytes_sent_total{{transport="{transport}"}}"#);
+        assert_eq!(
+            sample(&fresh, &series),
+            0.0,
+            "both transports from the start"
+        );
+    }
+
     let ada = app.user("ada").await;
     let bob = app.user("bob").await;
     let cursor = control_cursor(&bob.text("/posts/lobby/").await, "lobby");
