@@ -73,7 +73,9 @@ impl Default for Metrics {
         // Both transports' byte counts from the start, so a dashboard comparing them
         // has two series (at zero) before the first client.
         for transport in ["poll", "sse"] {
-            bytes_sent.get_or_create(&TransportLabel { transport });
+            bytes_sent
+                .get_or_create(&TransportLabel { transport })
+                .inc_by(0);
         }
 
         let mut registry = Registry::with_prefix("switchyard");
