@@ -167,13 +167,7 @@ async fn poll_pane(
     Path(name): Path<String>,
     Query(query): Query<PollQuery>,
 ) -> AppResult<Response> {
-    // Only the polling pane polls; the SSE pane answering polls would turn a caller's
-    // pane into a poller.
-    let list = pane(&name)?;
-    if list.pinned != Some(Transport::Poll) {
-        return Err(AppError::NotFound);
-    }
-    views::poll_list(&state, list, &query).await
+    views::poll_list(&state, pane(&name)?, &query).await
 }
 
 async fn pane_region(

@@ -7,14 +7,16 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::items::{self, Lines};
+use crate::items;
+use crate::now_ms;
+use crate::sse::SseParser;
 use crate::stats::Delays;
 
 /// How a worker process follows the feed.
@@ -205,7 +207,7 @@ async fn stream(user: &mut GooseUser) -> TransactionResult {
     };
     count_request(header_bytes(&response));
 
-    let mut lines = Lines::default();
+    let mut parser = SseParser::default();
     loop {
         let left = end_ms.saturating_sub(now_ms());
         let chunk = tokio::time::timeout(Duration::from_millis(left), response.chunk()).await;
@@ -218,11 +220,10 @@ async fn stream(user: &mut GooseUser) -> TransactionResult {
         };
         let arrived = now_ms();
         add_bytes(chunk.len());
-        let data: String = lines
-            .feed(&chunk)
-            .iter()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .collect();
+        let mut data = String::new();
+        parser.feed(&chunk, |_, event| {
+            data.push_str(&String::from_utf8_lossy(event))
+        });
         if data.is_empty() {
             continue;
         }
@@ -293,12 +294,6 @@ fn header_bytes(response: &reqwest::Response) -> usize {
 
 fn custom(message: &str) -> Box<TransactionError> {
     Box::new(TransactionError::Custom(message.to_owned()))
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! What a follower reads out of the app's answers: each post's id and publish time, the
-//! cursor of a poll answer, and SSE lines split across network chunks.
+//! What a follower reads out of the app's answers: each post's id and publish time, and
+//! the cursor of a poll answer.
 
 /// One post seen by a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,28 +44,6 @@ fn leading_number(text: &str) -> Option<u64> {
     text[..digits].parse().ok()
 }
 
-/// Joins network chunks into whole lines; an SSE event's fields are lines.
-#[derive(Debug, Default)]
-pub struct Lines {
-    partial: Vec<u8>,
-}
-
-impl Lines {
-    /// The complete lines this chunk finishes, without their line ends.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.partial.extend_from_slice(chunk);
-        let Some(last) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Vec::new();
-        };
-        let rest = self.partial.split_off(last + 1);
-        let done = std::mem::replace(&mut self.partial, rest);
-        String::from_utf8_lossy(&done)
-            .lines()
-            .map(|line| line.trim_end_matches('\r').to_owned())
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,20 +78,5 @@ mod tests {
     fn reads_the_control_cursor_of_the_region() {
         assert_eq!(control_cursor(ANSWER, "all"), Some(42));
         assert_eq!(control_cursor(ANSWER, "lobby"), None);
-    }
-
-    #[test]
-    fn lines_survive_any_chunking() {
-        let stream = b"id: 7\r\nevent: item\ndata: <article id=\"post-7\">\n\n";
-        for cut in 0..stream.len() {
-            let mut lines = Lines::default();
-            let mut all = lines.feed(&stream[..cut]);
-            all.extend(lines.feed(&stream[cut..]));
-            assert_eq!(
-                all,
-                ["id: 7", "event: item", "data: <article id=\"post-7\">", ""],
-                "cut at {cut}"
-            );
-        }
     }
 }

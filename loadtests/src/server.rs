@@ -134,10 +134,18 @@ pub fn check_loopback(base: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The app binary built beside this one (`target/release/switchyard`).
+/// The app binary to start: the one built beside this one, else the release build in
+/// `$CARGO_TARGET_DIR` or `./target`.
 pub fn default_binary() -> PathBuf {
-    let me = std::env::current_exe().unwrap_or_default();
-    me.with_file_name("switchyard")
+    let sibling = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("switchyard"));
+    if let Some(sibling) = sibling.filter(|path| path.exists()) {
+        return sibling;
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    target.join("release").join("switchyard")
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -278,6 +278,10 @@ pub async fn poll_list(
     list: StatusList,
     query: &PollQuery,
 ) -> AppResult<Response> {
+    // A list pinned to SSE never polls: answering would turn the caller into a poller.
+    if list.pinned == Some(Transport::Sse) {
+        return Err(AppError::NotFound);
+    }
     let region = list.region;
     let after = live::required_cursor(query)?;
     if state.statuses_head.is_at(after.0) {

@@ -109,7 +109,7 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
         .expect("a host");
     let pid = args.server_pid.or(spawned.as_ref().map(|s| s.pid));
 
-    let stamp = follow::now_ms() % 1_000_000;
+    let stamp = loadtests::now_ms() % 1_000_000;
     let poster = feed::sign_up(&host, &format!("rf{stamp}p")).await?;
     let mut handles = Vec::new();
     let mut cookies = Vec::new();
@@ -201,7 +201,7 @@ async fn run_phase(
     poll_ms: Option<u64>,
 ) -> anyhow::Result<Phase> {
     let total = RAMP_SECS + args.duration;
-    let end_ms = follow::now_ms() + total * 1000;
+    let end_ms = loadtests::now_ms() + total * 1000;
     let driven = Arc::new(Driven::default());
     let until = Instant::now() + Duration::from_secs(total);
     let driver = tokio::spawn(feed::drive(

@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use loadtests::procstat::{self, Reading};
 use loadtests::sse::{Chunked, SseParser, delay_ms, new_item_published_ms};
 use loadtests::stats::{Histogram, SparseHistogram, Summary};
+use loadtests::{now_ms, server};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -178,12 +179,6 @@ impl Shared {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The tokio instant at a Unix time in milliseconds.
 fn instant_at(unix_ms: u64) -> Instant {
     let now = now_ms();
@@ -199,9 +194,9 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match &args.worker_plan {
         Some(plan) => worker(plan).await,
-        None => loadtests::server::or_interrupted(run(args)).await,
+        None => server::or_interrupted(run(args)).await,
     };
-    loadtests::server::exit_code("streams", result)
+    server::exit_code("streams", result)
 }
 
 async fn worker(plan: &str) -> anyhow::Result<()> {
@@ -294,10 +289,10 @@ async fn snapshot(args: &Args) -> ServerSnapshot {
         process: args.server_pid.and_then(procstat::read),
         open_streams: metrics
             .as_deref()
-            .map(|m| metric_sum(m, "switchyard_open_streams")),
+            .map(|m| server::metric(m, "switchyard_open_streams", &[])),
         events_sent: metrics
             .as_deref()
-            .map(|m| metric_sum(m, "switchyard_sse_events_sent_total")),
+            .map(|m| server::metric(m, "switchyard_sse_events_sent_total", &[])),
     }
 }
 
@@ -685,36 +680,11 @@ async fn fetch_metrics(target: SocketAddr) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// The sum of a metric's samples over all its labels.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |sum, value| sum + value)
-}
-
-/// The server binary to start: the flag, then the one built next to this program, then
-/// the one in `$CARGO_TARGET_DIR` or ./target.
-fn server_binary(args: &Args) -> PathBuf {
-    if let Some(bin) = &args.server_bin {
-        return bin.clone();
-    }
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("switchyard")));
-    if let Some(sibling) = sibling.filter(|path| path.exists()) {
-        return sibling;
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    target.join("release").join("switchyard")
-}
-
 async fn spawn_server(args: &Args) -> anyhow::Result<(SpawnedServer, SocketAddr)> {
-    let bin = server_binary(args);
+    let bin = args
+        .server_bin
+        .clone()
+        .unwrap_or_else(server::default_binary);
     if !bin.exists() {
         bail!(
             "{} not found: build it with `cargo build --release --bin switchyard` or pass --server-bin",
@@ -1036,9 +1006,9 @@ mod tests {
         let text = "# TYPE open_streams gauge\nopen_streams{route=\"/a\"} 3\n\
             open_streams{route=\"/b\"} 4\nopen_streams_extra 100\n\
             sse_events_sent_total{route=\"/a\"} 10\n";
-        assert_eq!(metric_sum(text, "open_streams"), 7.0);
-        assert_eq!(metric_sum(text, "sse_events_sent_total"), 10.0);
-        assert_eq!(metric_sum(text, "missing"), 0.0);
+        assert_eq!(server::metric(text, "open_streams", &[]), 7.0);
+        assert_eq!(server::metric(text, "sse_events_sent_total", &[]), 10.0);
+        assert_eq!(server::metric(text, "missing", &[]), 0.0);
     }
 
     #[test]
